@@ -1,0 +1,312 @@
+"""The ``siyu`` command line: demo, serve, worker, seed, createadmin, corp, apikey, manage."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "siyu.config.settings")
+    import django
+
+    django.setup()
+
+
+def _data_dir() -> Path:
+    from django.conf import settings
+
+    path = Path(settings.DATA_DIR)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _manage(argv: Sequence[str]) -> None:
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(["siyu manage", *argv])
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+# --- commands -------------------------------------------------------------------------------------------
+
+
+def cmd_manage(args: argparse.Namespace) -> int:
+    _setup_django()
+    _data_dir()
+    _manage(args.rest)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _setup_django()
+    from django.conf import settings
+
+    _data_dir()
+    workers = args.workers or int(os.environ.get("WEB_CONCURRENCY", "2"))
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        workers = min(workers, 2)  # SQLite serialises writes; more processes only wait on its lock
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "siyu.config.wsgi:application",
+        "--bind",
+        f"{args.host}:{args.port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        os.environ.get("WEB_THREADS", "4"),
+        "--access-logfile",
+        "-" if args.access_log else "/dev/null",
+        "--graceful-timeout",
+        "5",
+    ]
+    os.execv(sys.executable, command)  # noqa: S606 - replaces this process with gunicorn on purpose
+    return 0  # pragma: no cover
+
+
+def worker_command() -> list[str]:
+    from django.conf import settings
+
+    if settings.TASK_BACKEND == "rq":
+        return [sys.executable, "-m", "siyu.config.cli", "manage", "rqworker", "--job-class", "django_tasks_rq.Job", "default"]
+    return [sys.executable, "-m", "siyu.config.cli", "manage", "db_worker", "--interval", "0.5", "--no-startup-delay"]
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    _setup_django()
+    command = worker_command()
+    os.execv(sys.executable, command)  # noqa: S606
+    return 0  # pragma: no cover
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    _setup_django()
+    from django.core.management import call_command
+
+    from siyu.corps.seed import seed
+
+    _data_dir()
+    call_command("migrate", interactive=False, verbosity=0)
+    report = seed(
+        customers=args.customers, seed_value=args.seed, corpid=args.corpid, name=args.name, progress=not args.quiet
+    )
+    print(report.summary())
+    return 0
+
+
+def _ensure_admin(username: str, password: str | None, corpid: str | None) -> tuple[str, str | None]:
+    from django.contrib.auth import get_user_model
+
+    from siyu.corps.models import Corp, Role
+    from siyu.corps.services import set_membership
+
+    user_model = get_user_model()
+    user = user_model.objects.filter(username=username).first()
+    created_password = None
+    if user is None:
+        created_password = password or secrets.token_urlsafe(9)
+        user = user_model.objects.create_superuser(username=username, password=created_password, email="")
+    elif password:
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        created_password = password
+    corp = Corp.objects.filter(corpid=corpid).first() if corpid else Corp.objects.order_by("id").first()
+    if corp is not None:
+        set_membership(corp=corp, user=user, role=Role.ADMIN)
+    return username, created_password
+
+
+def cmd_createadmin(args: argparse.Namespace) -> int:
+    _setup_django()
+    username, password = _ensure_admin(args.username, args.password, args.corp)
+    if password:
+        print(f"admin user: {username}\npassword: {password}")
+    else:
+        print(f"admin user {username} already exists (pass --password to reset it)")
+    return 0
+
+
+def cmd_corp_create(args: argparse.Namespace) -> int:
+    _setup_django()
+    from siyu.core.errors import DomainError
+    from siyu.corps.services import create_corp
+
+    try:
+        corp = create_corp(
+            name=args.name, corpid=args.corpid, secret=args.secret, token=args.token, aes_key=args.aes_key
+        )
+    except DomainError as exc:
+        return _fail(exc.message)
+    print(f"created corp {corp.name} ({corp.corpid}), id {corp.pk}")
+    return 0
+
+
+def cmd_apikey_create(args: argparse.Namespace) -> int:
+    _setup_django()
+    from siyu.core.errors import DomainError
+    from siyu.corps.models import Corp
+    from siyu.corps.services import create_api_key
+
+    corp = Corp.objects.filter(corpid=args.corp).first()
+    if corp is None and args.corp.isdigit():
+        corp = Corp.objects.filter(pk=int(args.corp)).first()
+    if corp is None:
+        return _fail(f"no corp with corpid or id {args.corp!r}")
+    try:
+        new = create_api_key(corp=corp, name=args.name, role=args.role)
+    except DomainError as exc:
+        return _fail(exc.message)
+    print(f"API key for {corp.corpid} (role {new.api_key.role}); shown once, store it now:")
+    print(new.plaintext)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    _setup_django()
+    from django.core.management import call_command
+
+    from siyu.corps.models import Corp
+    from siyu.corps.seed import DEMO_CORPID, seed
+
+    data_dir = _data_dir()
+    print("· migrating the database …", flush=True)
+    call_command("migrate", interactive=False, verbosity=0)
+    if not Corp.objects.filter(corpid=DEMO_CORPID).exists():
+        print(f"· loading demo data ({args.customers} customers) …", flush=True)
+        report = seed(customers=args.customers, seed_value=args.seed, progress=True)
+        print("  " + report.summary(), flush=True)
+    else:
+        print("· demo data already loaded (delete var/ to start over)", flush=True)
+    password_file = data_dir / "demo-admin-password"
+    _username, password = _ensure_admin("admin", None, DEMO_CORPID)
+    if password:
+        password_file.write_text(password)
+        password_file.chmod(0o600)
+    shown_password = password or (password_file.read_text().strip() if password_file.exists() else "(unchanged)")
+
+    env = dict(os.environ)
+    serve = [sys.executable, "-m", "siyu.config.cli", "serve", "--host", args.host, "--port", str(args.port)]
+    processes = [
+        subprocess.Popen(serve, env=env),  # noqa: S603 - our own command line
+        subprocess.Popen(worker_command(), env=env),  # noqa: S603
+    ]
+    print(
+        "\n  Siyu is running.\n"
+        f"  console:  http://{args.host}:{args.port}/\n"
+        f"  API docs: http://{args.host}:{args.port}/api/v1/docs\n"
+        f"  login:    admin / {shown_password}\n"
+        "  Ctrl-C stops everything.\n",
+        flush=True,
+    )
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    exit_code = 0
+    while not stopping:
+        for process in processes:
+            code = process.poll()
+            if code is not None:
+                print(f"a Siyu process exited ({code}); stopping", file=sys.stderr)
+                stopping = True
+                exit_code = code or 1
+        time.sleep(0.3)
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+    print("stopped.")
+    return exit_code
+
+
+# --- parser ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="siyu", description="Siyu (私域): an open-source SCRM for WeCom.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="set up (migrate, demo data, admin) and run console + worker")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--customers", type=int, default=5000, help="demo customers on first run (default 5000)")
+    p.add_argument("--seed", type=int, default=1, help="random seed of the demo data")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="run the web console and API (gunicorn)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=0, help="processes (default $WEB_CONCURRENCY or 2)")
+    p.add_argument("--access-log", action="store_true", help="print an access log line per request")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="run a background worker (database queue, or Redis with REDIS_URL)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("seed", help="load a realistic demo corp")
+    p.add_argument("--customers", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=1, help="random seed; the same seed gives the same data")
+    p.add_argument("--corpid", default=None, help="corpid of the demo corp (default the demo corpid)")
+    p.add_argument("--name", default=None, help="name of the demo corp")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_seed)
+
+    p = sub.add_parser("createadmin", help="create (or reset) a superuser with the admin role")
+    p.add_argument("--username", default="admin")
+    p.add_argument("--password", default=None, help="default: a random password, printed")
+    p.add_argument("--corp", default=None, help="corpid to give the admin role in (default: the first corp)")
+    p.set_defaults(func=cmd_createadmin)
+
+    corp = sub.add_parser("corp", help="tenants").add_subparsers(dest="corp_command", required=True, metavar="ACTION")
+    p = corp.add_parser("create", help="create a corp (tenant)")
+    p.add_argument("--name", required=True)
+    p.add_argument("--corpid", required=True)
+    p.add_argument("--secret", default="", help="the customer-contact secret")
+    p.add_argument("--token", default="", help="callback Token (≤ 32 letters/digits)")
+    p.add_argument("--aes-key", default="", help="callback EncodingAESKey (43 letters/digits)")
+    p.set_defaults(func=cmd_corp_create)
+
+    apikey = sub.add_parser("apikey", help="REST API keys").add_subparsers(
+        dest="apikey_command", required=True, metavar="ACTION"
+    )
+    p = apikey.add_parser("create", help="create an API key; the key is printed alone on the last line")
+    p.add_argument("--corp", required=True, help="corpid (or numeric id)")
+    p.add_argument("--name", default="")
+    p.add_argument("--role", default="operator", choices=["admin", "operator", "manager", "staff"])
+    p.set_defaults(func=cmd_apikey_create)
+
+    p = sub.add_parser("manage", help="Django's own commands (siyu manage migrate, shell, …)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_manage)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Settings, read from environment variables.
+
+The defaults give the embedded mode (SQLite, database-backed task queue in a local process); production sets
+``SIYU_ENV=production`` with a real ``SECRET_KEY``, ``DATABASE_URL`` (PostgreSQL) and ``REDIS_URL``.
+Every variable is listed in the README.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent  # src/siyu
+DEFAULT_SECRET_KEY = "siyu-insecure-embedded-default-key-change-me"  # noqa: S105 - refused in production
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+SIYU_ENV = env("SIYU_ENV", "development")
+PRODUCTION = SIYU_ENV == "production"
+DATA_DIR = Path(env("SIYU_DATA_DIR", str(Path.cwd() / "var"))).resolve()
+
+SECRET_KEY = env("SECRET_KEY", DEFAULT_SECRET_KEY)
+if PRODUCTION and (SECRET_KEY == DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32):
+    raise ImproperlyConfigured(
+        "SIYU_ENV=production needs SECRET_KEY set to a random value of at least 32 characters "
+        '(python -c "import secrets; print(secrets.token_urlsafe(50))").'
+    )
+# Key for secrets stored at rest (corp secrets, callback token, EncodingAESKey). Defaults to one derived from
+# SECRET_KEY; set it separately to rotate SECRET_KEY without re-encrypting.
+FIELD_ENCRYPTION_KEY = env("SIYU_FIELD_KEY", "")
+
+DEBUG = env_bool("DEBUG", not PRODUCTION)
+ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "" if PRODUCTION else "*").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in env("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_tasks",
+    "django_tasks_db",
+    "siyu.core",
+    "siyu.corps",
+    "siyu.tags",
+    "siyu.customers",
+    "siyu.console",
+    "siyu.api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "siyu.corps.middleware.CorpContextMiddleware",
+]
+
+ROOT_URLCONF = "siyu.config.urls"
+WSGI_APPLICATION = "siyu.config.wsgi.application"
+ASGI_APPLICATION = "siyu.config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "siyu.console.context_processors.console",
+            ],
+        },
+    }
+]
+
+DATABASE_URL = env("DATABASE_URL", f"sqlite:///{DATA_DIR / 'siyu.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60 if PRODUCTION else 0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets the console read while the worker writes; IMMEDIATE avoids lock upgrades mid-transaction
+        # and the timeout rides out short write bursts instead of failing with "database is locked".
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env("REDIS_URL", "")
+TASK_BACKEND = env("SIYU_TASK_BACKEND", "rq" if REDIS_URL else "db")
+if TASK_BACKEND == "rq":
+    if not REDIS_URL:
+        raise ImproperlyConfigured("SIYU_TASK_BACKEND=rq needs REDIS_URL.")
+    INSTALLED_APPS += ["django_rq", "django_tasks_rq"]
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
+    RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600}}
+elif TASK_BACKEND == "immediate":
+    TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+elif TASK_BACKEND == "db":
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+else:
+    raise ImproperlyConfigured(f"SIYU_TASK_BACKEND must be db, rq or immediate, not {TASK_BACKEND!r}.")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "console:login"
+LOGIN_REDIRECT_URL = "console:customer_list"
+LOGOUT_REDIRECT_URL = "console:login"
+
+LANGUAGE_CODE = env("SIYU_LANGUAGE", "zh-hans")
+LANGUAGES = [("zh-hans", _("Simplified Chinese")), ("en", _("English"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+USE_I18N = True
+USE_TZ = True
+TIME_ZONE = env("SIYU_TIME_ZONE", "Asia/Shanghai")  # display zone; storage is always UTC
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
+
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# Operational knobs, overridable by environment variables. Values say where they come from.
+SIYU = {
+    # A console page of customers: 50 is what the list shows by default; 200 bounds one request's work.
+    "PAGE_SIZE": int(env("SIYU_PAGE_SIZE", "50")),
+    "MAX_PAGE_SIZE": 200,
+    # Bulk tagging commits every 500 customers: one batch is ~0.1 s on SQLite, short enough to keep the
+    # console responsive and progress moving.
+    "BULK_BATCH_SIZE": 500,
+    # Exports stream rows; above this many, use the API or a background export.
+    "EXPORT_MAX_ROWS": int(env("SIYU_EXPORT_MAX_ROWS", "100000")),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("SIYU_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

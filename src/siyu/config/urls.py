@@ -1,0 +1,11 @@
+"""URL map: the console at /, the REST API under /api/v1/."""
+
+from django.urls import include, path
+
+from siyu.api.root import api
+
+urlpatterns = [
+    path("api/v1/", api.urls),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("", include("siyu.console.urls")),
+]

@@ -1,0 +1,58 @@
+"""Domain errors with stable codes, shared by services, pages and the API."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    NOT_FOUND = "not_found"
+    INVALID = "invalid"
+    PERMISSION_DENIED = "permission_denied"
+    CONFLICT = "conflict"
+    UNKNOWN_TAG = "unknown_tag"
+    UNKNOWN_STAFF = "unknown_staff"
+    UNKNOWN_CUSTOMER = "unknown_customer"
+    PAGE_TOO_LARGE = "page_too_large"
+    BAD_CURSOR = "bad_cursor"
+    UNAUTHENTICATED = "unauthenticated"
+
+
+class DomainError(Exception):
+    """A request the domain refuses; carries a stable code and an HTTP status for the API."""
+
+    status = 400
+
+    def __init__(self, code: ErrorCode, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class NotFound(DomainError):
+    status = 404
+
+    def __init__(self, message: str = "not found", *, code: ErrorCode = ErrorCode.NOT_FOUND):
+        super().__init__(code, message)
+
+
+class PermissionDenied(DomainError):
+    status = 403
+
+    def __init__(self, message: str = "permission denied"):
+        super().__init__(ErrorCode.PERMISSION_DENIED, message)
+
+
+class Invalid(DomainError):
+    status = 400
+
+    def __init__(self, message: str, *, field: str | None = None, code: ErrorCode = ErrorCode.INVALID):
+        super().__init__(code, message, field=field)
+
+
+class Conflict(DomainError):
+    status = 409
+
+    def __init__(self, message: str):
+        super().__init__(ErrorCode.CONFLICT, message)

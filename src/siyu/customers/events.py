@@ -1,0 +1,43 @@
+"""Appending to the timeline. Every domain state change calls ``record_event`` in its own transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from siyu.core.clock import now
+from siyu.customers.models import Event
+
+
+def record_event(
+    *,
+    corp_id: int,
+    kind: str,
+    source: str,
+    customer_id: int | None = None,
+    staff_id: int | None = None,
+    occurred_at: datetime | None = None,
+    payload: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+) -> Event | None:
+    """Append an event; returns None when an event with the same dedupe key is already on record."""
+    key = dedupe_key or f"{kind}:{uuid.uuid4().hex}"
+    try:
+        with transaction.atomic():  # a savepoint, so a duplicate does not break the caller's transaction
+            return Event.objects.create(
+                corp_id=corp_id,
+                customer_id=customer_id,
+                staff_id=staff_id,
+                kind=kind,
+                source=source,
+                occurred_at=occurred_at or now(),
+                payload=payload or {},
+                dedupe_key=key[:200],
+            )
+    except IntegrityError:
+        if Event.objects.filter(corp_id=corp_id, dedupe_key=key[:200]).exists():
+            return None
+        raise

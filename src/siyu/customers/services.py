@@ -1,0 +1,328 @@
+"""Operations on customers and their relations with staff. Each appends its timeline event atomically."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import transaction
+
+from siyu.core.clock import now
+from siyu.core.errors import Invalid
+from siyu.corps.models import Corp, Staff
+from siyu.customers.events import record_event
+from siyu.customers.models import CustomField, Customer, Event, FollowRelation, Note
+
+MOBILE_RE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
+MAX_REMARK_MOBILES = 5  # WeCom's remark API accepts at most 5 remark mobiles
+PROFILE_FIELDS = ("name", "unionid", "avatar", "gender", "type", "corp_name", "corp_full_name")
+
+
+def build_search_text(customer: Customer, relations: Iterable[FollowRelation]) -> str:
+    parts = [customer.name, customer.external_userid]
+    for relation in relations:
+        parts.extend([relation.remark, relation.remark_corp_name, *relation.remark_mobiles])
+    return " ".join(p for p in parts if p).lower()
+
+
+def refresh_search_text(customer: Customer) -> None:
+    text = build_search_text(customer, customer.relations.all())
+    if text != customer.search_text:
+        customer.search_text = text
+        Customer.objects.filter(pk=customer.pk).update(search_text=text)
+
+
+@transaction.atomic
+def upsert_customer(
+    *,
+    corp: Corp,
+    external_userid: str,
+    name: str,
+    source: str,
+    unionid: str = "",
+    avatar: str = "",
+    gender: int = Customer.Gender.UNKNOWN,
+    type: int = Customer.Type.WECHAT,  # noqa: A002 - WeCom's own field name
+    corp_name: str = "",
+    corp_full_name: str = "",
+) -> Customer:
+    """Create a customer or update their WeCom profile; a change is a ``profile_changed`` event."""
+    if not external_userid or len(external_userid) > 64:
+        raise Invalid("external_userid is required (at most 64 characters)", field="external_userid")
+    if gender not in Customer.Gender.values:
+        raise Invalid(f"gender must be one of {Customer.Gender.values}", field="gender")
+    if type not in Customer.Type.values:
+        raise Invalid(f"type must be one of {Customer.Type.values}", field="type")
+    values: dict[str, Any] = {
+        "name": name[:64],
+        "unionid": unionid,
+        "avatar": avatar,
+        "gender": gender,
+        "type": type,
+        "corp_name": corp_name,
+        "corp_full_name": corp_full_name,
+    }
+    customer = Customer.objects.for_corp(corp).select_for_update().filter(external_userid=external_userid).first()
+    if customer is None:
+        customer = Customer(corp=corp, external_userid=external_userid, **values)
+        customer.search_text = build_search_text(customer, [])
+        customer.save()
+        return customer
+    changed = [f for f in PROFILE_FIELDS if getattr(customer, f) != values[f]]
+    if changed:
+        for f in changed:
+            setattr(customer, f, values[f])
+        customer.updated_at = now()
+        customer.save(update_fields=[*changed, "updated_at"])
+        refresh_search_text(customer)
+        record_event(
+            corp_id=corp.pk,
+            customer_id=customer.pk,
+            kind=Event.Kind.PROFILE_CHANGED,
+            source=source,
+            payload={"fields": changed},
+        )
+    return customer
+
+
+def _clean_mobiles(mobiles: Iterable[str]) -> list[str]:
+    cleaned = [m.strip() for m in mobiles if m and m.strip()]
+    if len(cleaned) > MAX_REMARK_MOBILES:
+        raise Invalid(f"at most {MAX_REMARK_MOBILES} remark mobiles", field="remark_mobiles")
+    for mobile in cleaned:
+        if not MOBILE_RE.match(mobile):
+            raise Invalid(f"not a phone number: {mobile!r}", field="remark_mobiles")
+    return cleaned
+
+
+@transaction.atomic
+def add_follow_relation(
+    *,
+    customer: Customer,
+    staff: Staff,
+    source: str,
+    remark: str = "",
+    description: str = "",
+    remark_mobiles: Iterable[str] = (),
+    remark_corp_name: str = "",
+    add_way: int = 0,
+    state: str = "",
+    oper_userid: str = "",
+    added_at: dt.datetime | None = None,
+    dedupe_key: str | None = None,
+) -> FollowRelation:
+    """Record that ``staff`` added ``customer``. Idempotent while the relation is active."""
+    if staff.corp_id != customer.corp_id:
+        raise Invalid("staff member and customer belong to different corps", field="staff")
+    existing = FollowRelation.objects.for_corp(customer.corp_id).filter(
+        customer=customer, staff=staff, status=FollowRelation.Status.ACTIVE
+    )
+    relation = existing.first()
+    if relation is not None:
+        return relation
+    added_at = added_at or now()
+    relation = FollowRelation.objects.create(
+        corp_id=customer.corp_id,
+        customer=customer,
+        staff=staff,
+        remark=remark[:64],
+        description=description[:256],
+        remark_mobiles=_clean_mobiles(remark_mobiles),
+        remark_corp_name=remark_corp_name[:64],
+        add_way=add_way,
+        state=state[:30],
+        oper_userid=oper_userid,
+        added_at=added_at,
+    )
+    if added_at > customer.last_added_at or customer.relations.count() == 1:
+        customer.last_added_at = added_at
+        Customer.objects.filter(pk=customer.pk).update(last_added_at=added_at)
+    refresh_search_text(customer)
+    record_event(
+        corp_id=customer.corp_id,
+        customer_id=customer.pk,
+        staff_id=staff.pk,
+        kind=Event.Kind.ADDED,
+        source=source,
+        occurred_at=added_at,
+        payload={"add_way": add_way, "state": state, "relation_id": relation.pk},
+        dedupe_key=dedupe_key or f"added:{customer.external_userid}:{staff.userid}:{int(added_at.timestamp())}",
+    )
+    return relation
+
+
+@transaction.atomic
+def end_follow_relation(
+    *,
+    relation: FollowRelation,
+    by: str,
+    source: str,
+    at: dt.datetime | None = None,
+    dedupe_key: str | None = None,
+) -> bool:
+    """Mark an active relation deleted by the staff member or by the customer. False if it was not active."""
+    statuses = {"staff": FollowRelation.Status.DELETED_BY_STAFF, "customer": FollowRelation.Status.DELETED_BY_CUSTOMER}
+    if by not in statuses:
+        raise Invalid("by must be 'staff' or 'customer'", field="by")
+    at = at or now()
+    updated = FollowRelation.objects.filter(pk=relation.pk, status=FollowRelation.Status.ACTIVE).update(
+        status=statuses[by], status_changed_at=at
+    )
+    if not updated:
+        return False
+    relation.status = statuses[by]
+    relation.status_changed_at = at
+    record_event(
+        corp_id=relation.corp_id,
+        customer_id=relation.customer_id,
+        staff_id=relation.staff_id,
+        kind=str(statuses[by]),
+        source=source,
+        occurred_at=at,
+        payload={"relation_id": relation.pk},
+        dedupe_key=dedupe_key or f"{statuses[by]}:relation:{relation.pk}",
+    )
+    return True
+
+
+@transaction.atomic
+def update_relation_remark(
+    *,
+    relation: FollowRelation,
+    source: str,
+    remark: str | None = None,
+    description: str | None = None,
+    remark_mobiles: Iterable[str] | None = None,
+    remark_corp_name: str | None = None,
+    dedupe_key: str | None = None,
+) -> list[str]:
+    """Change what a staff member noted about a customer; returns the fields that changed."""
+    new: dict[str, Any] = {}
+    if remark is not None:
+        if len(remark) > 64:  # WeCom: remark up to 64 characters
+            raise Invalid("remark is at most 64 characters", field="remark")
+        new["remark"] = remark
+    if description is not None:
+        if len(description) > 256:  # WeCom: description up to 256 characters
+            raise Invalid("description is at most 256 characters", field="description")
+        new["description"] = description
+    if remark_mobiles is not None:
+        new["remark_mobiles"] = _clean_mobiles(remark_mobiles)
+    if remark_corp_name is not None:
+        new["remark_corp_name"] = remark_corp_name[:64]
+    changed = [k for k, v in new.items() if getattr(relation, k) != v]
+    if not changed:
+        return []
+    before = {k: getattr(relation, k) for k in changed}
+    for k in changed:
+        setattr(relation, k, new[k])
+    relation.save(update_fields=changed)
+    refresh_search_text(relation.customer)
+    record_event(
+        corp_id=relation.corp_id,
+        customer_id=relation.customer_id,
+        staff_id=relation.staff_id,
+        kind=Event.Kind.REMARK_CHANGED,
+        source=source,
+        payload={"relation_id": relation.pk, "before": before, "after": {k: new[k] for k in changed}},
+        dedupe_key=dedupe_key,
+    )
+    return changed
+
+
+def _clean_custom_value(field: CustomField, raw: Any) -> Any:
+    if raw is None or raw == "":
+        return None
+    if field.kind == CustomField.Kind.TEXT:
+        text = str(raw).strip()
+        if len(text) > 500:
+            raise Invalid(f"{field.label}: at most 500 characters", field=field.key)
+        return text
+    if field.kind == CustomField.Kind.NUMBER:
+        try:
+            number = Decimal(str(raw))
+        except InvalidOperation as exc:
+            raise Invalid(f"{field.label}: not a number", field=field.key) from exc
+        if not number.is_finite():
+            raise Invalid(f"{field.label}: not a number", field=field.key)
+        return int(number) if number == number.to_integral_value() else float(number)
+    if field.kind == CustomField.Kind.DATE:
+        try:
+            return dt.date.fromisoformat(str(raw)).isoformat()
+        except ValueError as exc:
+            raise Invalid(f"{field.label}: not a date (YYYY-MM-DD)", field=field.key) from exc
+    if str(raw) not in field.choices:
+        raise Invalid(f"{field.label}: must be one of {', '.join(field.choices)}", field=field.key)
+    return str(raw)
+
+
+@transaction.atomic
+def set_custom_fields(*, customer: Customer, values: Mapping[str, Any], source: str) -> list[str]:
+    """Validate and set custom profile fields; all or nothing. Returns the keys that changed."""
+    fields = {f.key: f for f in CustomField.objects.for_corp(customer.corp_id)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise Invalid(f"unknown custom field(s): {', '.join(unknown)}", field=unknown[0])
+    cleaned = {key: _clean_custom_value(fields[key], raw) for key, raw in values.items()}
+    current = dict(customer.custom_fields)
+    changed = [k for k, v in cleaned.items() if current.get(k) != v]
+    if not changed:
+        return []
+    for k in changed:
+        if cleaned[k] is None:
+            current.pop(k, None)
+        else:
+            current[k] = cleaned[k]
+    customer.custom_fields = current
+    customer.updated_at = now()
+    customer.save(update_fields=["custom_fields", "updated_at"])
+    record_event(
+        corp_id=customer.corp_id,
+        customer_id=customer.pk,
+        kind=Event.Kind.PROFILE_CHANGED,
+        source=source,
+        payload={"fields": [f"custom.{k}" for k in changed]},
+    )
+    return changed
+
+
+@transaction.atomic
+def create_custom_field(
+    *, corp: Corp, key: str, label: str, kind: str = CustomField.Kind.TEXT, choices: list[str] | None = None
+) -> CustomField:
+    """Define a per-corp profile field."""
+    if not re.match(r"^[a-z][a-z0-9_]{0,39}$", key):
+        raise Invalid("key must start with a letter and use a–z, 0–9 and _ (at most 40)", field="key")
+    if kind not in CustomField.Kind.values:
+        raise Invalid(f"kind must be one of {', '.join(CustomField.Kind.values)}", field="kind")
+    if kind == CustomField.Kind.CHOICE and not choices:
+        raise Invalid("a choice field needs choices", field="choices")
+    if CustomField.objects.for_corp(corp).filter(key=key).exists():
+        raise Invalid(f"custom field {key!r} already exists", field="key")
+    order = CustomField.objects.for_corp(corp).count()
+    return CustomField.objects.create(
+        corp=corp, key=key, label=label.strip() or key, kind=kind, choices=choices or [], order=order
+    )
+
+
+@transaction.atomic
+def add_note(*, customer: Customer, author_id: int | None, text: str, source: str) -> Note:
+    """Add a note to a customer; the timeline records that a note was added, not its text."""
+    text = text.strip()
+    if not text:
+        raise Invalid("a note cannot be empty", field="text")
+    if len(text) > 2000:
+        raise Invalid("a note is at most 2,000 characters", field="text")
+    note = Note.objects.create(corp_id=customer.corp_id, customer=customer, author_id=author_id, text=text)
+    record_event(
+        corp_id=customer.corp_id,
+        customer_id=customer.pk,
+        kind=Event.Kind.NOTE_ADDED,
+        source=source,
+        payload={"note_id": note.pk, "author_id": author_id},
+        dedupe_key=f"note:{note.pk}",
+    )
+    return note

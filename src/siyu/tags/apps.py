@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class TagsConfig(AppConfig):
+    name = "siyu.tags"
+    label = "tags"
+    verbose_name = "Tags"

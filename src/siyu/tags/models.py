@@ -1,0 +1,94 @@
+"""Corp tags (企业标签) in groups, and tags on customer–staff relations.
+
+WeCom tags belong to a customer–staff pair (``RelationTag``); ``CustomerTag`` is the derived per-customer view
+(a tag is on a customer when it is on any of the customer's relations), kept by ``tags.services``.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from siyu.core.clock import now
+from siyu.core.tenancy import CorpManager, CorpOwned
+
+
+class TagGroup(CorpOwned):
+    """A group of tags (标签组). ``wecom_group_id`` is empty for Siyu-only groups."""
+
+    name = models.CharField(max_length=30)  # WeCom limit: group names up to 30 characters
+    wecom_group_id = models.CharField(max_length=64, blank=True, default="")
+    order = models.IntegerField(default=0)
+    created_at = models.DateTimeField(default=now)
+
+    objects = CorpManager["TagGroup"]()
+
+    class Meta:
+        ordering = ["order", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["corp", "name"], name="tag_group_unique_name"),
+            models.UniqueConstraint(
+                fields=["corp", "wecom_group_id"],
+                condition=~models.Q(wecom_group_id=""),
+                name="tag_group_unique_wecom_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_wecom(self) -> bool:
+        return bool(self.wecom_group_id)
+
+
+class Tag(CorpOwned):
+    """A corp tag. ``wecom_tag_id`` is empty for Siyu-only tags."""
+
+    group = models.ForeignKey(TagGroup, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=30)  # WeCom limit: tag names up to 30 characters
+    wecom_tag_id = models.CharField(max_length=64, blank=True, default="")
+    order = models.IntegerField(default=0)
+    created_at = models.DateTimeField(default=now)
+
+    objects = CorpManager["Tag"]()
+
+    class Meta:
+        ordering = ["group__order", "group_id", "order", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["group", "name"], name="tag_unique_name_in_group"),
+            models.UniqueConstraint(
+                fields=["corp", "wecom_tag_id"], condition=~models.Q(wecom_tag_id=""), name="tag_unique_wecom_id"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RelationTag(CorpOwned):
+    """A tag on one customer–staff relation, as WeCom keeps it."""
+
+    relation = models.ForeignKey("customers.FollowRelation", on_delete=models.CASCADE, related_name="relation_tags")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=now)
+
+    objects = CorpManager["RelationTag"]()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["relation", "tag"], name="relation_tag_unique")]
+        indexes = [models.Index(fields=["customer", "tag"], name="relation_tag_customer_tag")]
+
+
+class CustomerTag(CorpOwned):
+    """Derived: a tag is on a customer when any of their relations carries it."""
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="customer_tags")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="customer_tags")
+
+    objects = CorpManager["CustomerTag"]()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["customer", "tag"], name="customer_tag_unique")]
+        # (tag, customer) serves "customers with tag X" and tag counts; the unique index serves the reverse.
+        indexes = [models.Index(fields=["tag", "customer"], name="customer_tag_tag_customer")]

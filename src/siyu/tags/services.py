@@ -1,0 +1,241 @@
+"""Operations on tag groups, tags and the tags on customer–staff relations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from siyu.core.errors import ErrorCode, Invalid, NotFound
+from siyu.corps.access import Actor
+from siyu.corps.models import Corp
+from siyu.customers.events import record_event
+from siyu.customers.models import Event, FollowRelation
+from siyu.tags.models import CustomerTag, RelationTag, Tag, TagGroup
+
+MAX_NAME = 30  # WeCom: tag and tag-group names are at most 30 characters
+
+
+def _clean_name(name: str, what: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise Invalid(f"{what} name is required", field="name")
+    if len(name) > MAX_NAME:
+        raise Invalid(f"{what} name is at most {MAX_NAME} characters", field="name")
+    return name
+
+
+@transaction.atomic
+def create_tag_group(*, corp: Corp, name: str, tag_names: Sequence[str] = (), wecom_group_id: str = "") -> TagGroup:
+    """Create a tag group with its first tags."""
+    name = _clean_name(name, "tag group")
+    if TagGroup.objects.for_corp(corp).filter(name=name).exists():
+        raise Invalid(f"tag group {name!r} already exists", field="name")
+    order = (TagGroup.objects.for_corp(corp).aggregate(m=Max("order"))["m"] or 0) + 1
+    group = TagGroup.objects.create(corp=corp, name=name, order=order, wecom_group_id=wecom_group_id)
+    for tag_name in tag_names:
+        create_tag(group=group, name=tag_name)
+    return group
+
+
+@transaction.atomic
+def rename_tag_group(*, group: TagGroup, name: str) -> TagGroup:
+    name = _clean_name(name, "tag group")
+    if TagGroup.objects.for_corp(group.corp_id).filter(name=name).exclude(pk=group.pk).exists():
+        raise Invalid(f"tag group {name!r} already exists", field="name")
+    group.name = name
+    group.save(update_fields=["name"])
+    return group
+
+
+@transaction.atomic
+def create_tag(*, group: TagGroup, name: str, wecom_tag_id: str = "") -> Tag:
+    name = _clean_name(name, "tag")
+    if Tag.objects.for_corp(group.corp_id).filter(group=group, name=name).exists():
+        raise Invalid(f"tag {name!r} already exists in {group.name}", field="name")
+    order = (Tag.objects.for_corp(group.corp_id).filter(group=group).aggregate(m=Max("order"))["m"] or 0) + 1
+    return Tag.objects.create(corp_id=group.corp_id, group=group, name=name, order=order, wecom_tag_id=wecom_tag_id)
+
+
+@transaction.atomic
+def rename_tag(*, tag: Tag, name: str) -> Tag:
+    name = _clean_name(name, "tag")
+    if Tag.objects.for_corp(tag.corp_id).filter(group_id=tag.group_id, name=name).exclude(pk=tag.pk).exists():
+        raise Invalid(f"tag {name!r} already exists in this group", field="name")
+    tag.name = name
+    tag.save(update_fields=["name"])
+    return tag
+
+
+@transaction.atomic
+def reorder_tag_groups(*, corp: Corp, group_ids: Sequence[int]) -> None:
+    """Set the display order of groups to the order of ``group_ids`` (all of the corp's groups)."""
+    groups = {g.pk: g for g in TagGroup.objects.for_corp(corp)}
+    if sorted(group_ids) != sorted(groups):
+        raise Invalid("the new order must list every tag group exactly once", field="group_ids")
+    for position, group_id in enumerate(group_ids, start=1):
+        TagGroup.objects.filter(pk=group_id).update(order=position)
+
+
+@transaction.atomic
+def reorder_tags(*, group: TagGroup, tag_ids: Sequence[int]) -> None:
+    """Set the order of a group's tags to the order of ``tag_ids`` (all of the group's tags)."""
+    tags = set(Tag.objects.for_corp(group.corp_id).filter(group=group).values_list("pk", flat=True))
+    if sorted(tag_ids) != sorted(tags):
+        raise Invalid("the new order must list every tag of the group exactly once", field="tag_ids")
+    for position, tag_id in enumerate(tag_ids, start=1):
+        Tag.objects.filter(pk=tag_id).update(order=position)
+
+
+@transaction.atomic
+def delete_tag(*, tag: Tag, source: str) -> int:
+    """Delete a tag everywhere; returns how many customers carried it. One corp-level event records it."""
+    carried = CustomerTag.objects.for_corp(tag.corp_id).filter(tag=tag).count()
+    record_event(
+        corp_id=tag.corp_id,
+        kind=Event.Kind.TAG_DELETED,
+        source=source,
+        payload={"tag_id": tag.pk, "name": tag.name, "customers": carried},
+        dedupe_key=f"tag_deleted:{tag.pk}",
+    )
+    tag.delete()
+    return carried
+
+
+@transaction.atomic
+def delete_tag_group(*, group: TagGroup, source: str) -> int:
+    """Delete a group and all its tags; returns the number of tags deleted."""
+    tags = list(Tag.objects.for_corp(group.corp_id).filter(group=group))
+    for tag in tags:
+        delete_tag(tag=tag, source=source)
+    group.delete()
+    return len(tags)
+
+
+def resolve_tags(corp: Corp | int, tag_ids: Iterable[int]) -> list[Tag]:
+    """The corp's tags for these ids; any id that is not one of them is a clear error."""
+    wanted = list(dict.fromkeys(int(t) for t in tag_ids))
+    corp_id = corp if isinstance(corp, int) else corp.pk
+    found = {t.pk: t for t in Tag.objects.for_corp(corp_id).filter(pk__in=wanted)}
+    missing = [t for t in wanted if t not in found]
+    if missing:
+        raise NotFound(f"unknown tag id(s): {', '.join(map(str, missing))}", code=ErrorCode.UNKNOWN_TAG)
+    return [found[t] for t in wanted]
+
+
+@dataclass(frozen=True)
+class MarkResult:
+    added: list[int]
+    removed: list[int]
+
+
+@transaction.atomic
+def mark_relation_tags(
+    *,
+    relation: FollowRelation,
+    add: Sequence[Tag] = (),
+    remove: Sequence[Tag] = (),
+    source: str,
+    dedupe_prefix: str | None = None,
+) -> MarkResult:
+    """Tag and untag one customer–staff relation. A tag already there is not applied again."""
+    for tag in [*add, *remove]:
+        if tag.corp_id != relation.corp_id:
+            raise NotFound(f"unknown tag id: {tag.pk}", code=ErrorCode.UNKNOWN_TAG)
+    overlap = {t.pk for t in add} & {t.pk for t in remove}
+    if overlap:
+        raise Invalid("a tag cannot be added and removed at once", field="tags")
+    present = set(
+        RelationTag.objects.for_corp(relation.corp_id).filter(relation=relation).values_list("tag_id", flat=True)
+    )
+    added = [t for t in add if t.pk not in present]
+    removed = [t for t in remove if t.pk in present]
+    for tag in added:
+        try:
+            with transaction.atomic():
+                RelationTag.objects.create(
+                    corp_id=relation.corp_id, relation=relation, tag=tag, customer_id=relation.customer_id
+                )
+        except IntegrityError:  # a concurrent request applied it first: nothing to record
+            continue
+        CustomerTag.objects.bulk_create(
+            [CustomerTag(corp_id=relation.corp_id, customer_id=relation.customer_id, tag=tag)], ignore_conflicts=True
+        )
+        record_event(
+            corp_id=relation.corp_id,
+            customer_id=relation.customer_id,
+            staff_id=relation.staff_id,
+            kind=Event.Kind.TAGGED,
+            source=source,
+            payload={"tag_id": tag.pk, "tag": tag.name, "relation_id": relation.pk},
+            dedupe_key=f"{dedupe_prefix}:tagged:{tag.pk}" if dedupe_prefix else None,
+        )
+    if removed:
+        RelationTag.objects.for_corp(relation.corp_id).filter(
+            relation=relation, tag_id__in=[t.pk for t in removed]
+        ).delete()
+        still_carried = set(
+            RelationTag.objects.for_corp(relation.corp_id)
+            .filter(customer_id=relation.customer_id, tag_id__in=[t.pk for t in removed])
+            .values_list("tag_id", flat=True)
+        )
+        CustomerTag.objects.for_corp(relation.corp_id).filter(
+            customer_id=relation.customer_id, tag_id__in=[t.pk for t in removed if t.pk not in still_carried]
+        ).delete()
+        for tag in removed:
+            record_event(
+                corp_id=relation.corp_id,
+                customer_id=relation.customer_id,
+                staff_id=relation.staff_id,
+                kind=Event.Kind.UNTAGGED,
+                source=source,
+                payload={"tag_id": tag.pk, "tag": tag.name, "relation_id": relation.pk},
+                dedupe_key=f"{dedupe_prefix}:untagged:{tag.pk}" if dedupe_prefix else None,
+            )
+    return MarkResult(added=[t.pk for t in added], removed=[t.pk for t in removed])
+
+
+@dataclass(frozen=True)
+class BulkTagResult:
+    customers: int
+    relations_changed: int
+    skipped_customers: int  # no active relation the actor may tag
+
+
+def tag_customers(
+    *,
+    actor: Actor,
+    customer_ids: Sequence[int],
+    add_tag_ids: Sequence[int] = (),
+    remove_tag_ids: Sequence[int] = (),
+    source: str,
+) -> BulkTagResult:
+    """Tag customers on every active relation the actor may edit (WeCom tags live on relations).
+
+    Customers outside the actor's scope or of another corp are skipped as if they did not exist. Each customer
+    is its own transaction, so a long selection commits as it goes and a retry does not tag twice.
+    """
+    add = resolve_tags(actor.corp, add_tag_ids)
+    remove = resolve_tags(actor.corp, remove_tag_ids)
+    if not add and not remove:
+        raise Invalid("choose at least one tag to add or remove", field="tags")
+    relations = (
+        FollowRelation.objects.for_corp(actor.corp)
+        .filter(actor.visible_staff_ids_q(), customer_id__in=list(customer_ids), status=FollowRelation.Status.ACTIVE)
+        .order_by("customer_id", "id")
+    )
+    by_customer: dict[int, list[FollowRelation]] = {}
+    for relation in relations:
+        by_customer.setdefault(relation.customer_id, []).append(relation)
+    changed = 0
+    for customer_relations in by_customer.values():
+        with transaction.atomic():
+            for relation in customer_relations:
+                result = mark_relation_tags(relation=relation, add=add, remove=remove, source=source)
+                changed += bool(result.added or result.removed)
+    requested = len(set(customer_ids))
+    return BulkTagResult(
+        customers=len(by_customer), relations_changed=changed, skipped_customers=requested - len(by_customer)
+    )
