@@ -1,0 +1,62 @@
+"""Fixtures shared by the whole suite: two corps and named personas for every role."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.core.management import call_command
+
+from siyu.corps.access import Actor, actor_for_user
+from siyu.corps.models import Corp, Department, Role, Staff
+from siyu.corps.services import create_console_user
+from tests import factories
+
+
+@dataclass
+class World:
+    """A corp with a small org chart and one console user per role.
+
+    华东 (east) has staff 王芳 (wang); 华南 (south) has 刘强 (liu). The manager manages 华东.
+    """
+
+    corp: Corp
+    other_corp: Corp
+    east: Department
+    south: Department
+    wang: Staff
+    liu: Staff
+    admin: Actor
+    operator: Actor
+    manager: Actor
+    staff_wang: Actor
+    staff_liu: Actor
+    password: str = "correct-horse-battery-staple"
+
+
+@pytest.fixture
+def world(db: None) -> World:
+    corp = factories.make_corp("思域测试", corpid="wwworld000001")
+    other = factories.make_corp("另一家企业", corpid="wwother000001")
+    hq = factories.make_department(corp, "总部")
+    east = factories.make_department(corp, "华东", parent=hq)
+    south = factories.make_department(corp, "华南", parent=hq)
+    wang = factories.make_staff(corp, "王芳", east, userid="wangfang")
+    liu = factories.make_staff(corp, "刘强", south, userid="liuqiang")
+    password = World.password
+    users = {
+        "admin": create_console_user(corp=corp, username="admin1", password=password, role=Role.ADMIN),
+        "operator": create_console_user(corp=corp, username="operator1", password=password, role=Role.OPERATOR),
+        "manager": create_console_user(
+            corp=corp, username="manager1", password=password, role=Role.MANAGER, departments=[east]
+        ),
+        "staff_wang": create_console_user(corp=corp, username="wang", password=password, role=Role.STAFF, staff=wang),
+        "staff_liu": create_console_user(corp=corp, username="liu", password=password, role=Role.STAFF, staff=liu),
+    }
+    actors = {k: actor_for_user(u.pk, corp) for k, u in users.items()}
+    return World(corp=corp, other_corp=other, east=east, south=south, wang=wang, liu=liu, **actors)
+
+
+def run_tasks() -> None:
+    """Run every queued background task with the real database worker, then return."""
+    call_command("db_worker", batch=True, no_startup_delay=True, verbosity=0)
