@@ -129,7 +129,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "console:login"
-LOGIN_REDIRECT_URL = "console:customer_list"
+LOGIN_REDIRECT_URL = "customers:list"
 LOGOUT_REDIRECT_URL = "console:login"
 
 LANGUAGE_CODE = env("SIYU_LANGUAGE", "zh-hans")

@@ -7,5 +7,8 @@ from siyu.api.root import api
 urlpatterns = [
     path("api/v1/", api.urls),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("customers/", include("siyu.customers.urls")),
+    path("tags/", include("siyu.tags.urls")),
+    path("org/", include("siyu.corps.urls")),
     path("", include("siyu.console.urls")),
 ]

@@ -19,10 +19,10 @@ class NavItem:
 
 # (label, url name, needs configure permission). Capabilities add their pages here as they land.
 ITEMS = [
-    (_("Customers"), "console:customer_list", False),
-    (_("Tags"), "console:tag_list", False),
-    (_("Staff"), "console:staff_list", False),
-    (_("Departments"), "console:department_list", False),
+    (_("Customers"), "customers:list", False),
+    (_("Tags"), "tags:list", False),
+    (_("Staff"), "corps:staff_list", False),
+    (_("Departments"), "corps:department_list", False),
 ]
 
 
@@ -33,6 +33,8 @@ def navigation_for(actor: Actor | None, view_name: str) -> list[NavItem]:
     for label, name, needs_configure in ITEMS:
         if needs_configure and not actor.can_configure:
             continue
-        section = name.split(":")[1].split("_")[0]
-        items.append(NavItem(label=str(label), url=reverse(name), active=view_name.split(":")[-1].startswith(section)))
+        active = view_name.split(":")[0] == name.split(":")[0] and (
+            name.split(":")[0] != "corps" or view_name.split(":")[-1].split("_")[0] == name.split(":")[1].split("_")[0]
+        )
+        items.append(NavItem(label=str(label), url=reverse(name), active=active))
     return items

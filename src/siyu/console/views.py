@@ -13,7 +13,7 @@ from siyu.corps.middleware import SESSION_CORP_KEY
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return redirect("console:customer_list")
+    return redirect("customers:list")
 
 
 @login_required
@@ -24,29 +24,4 @@ def switch_corp(request: HttpRequest) -> HttpResponse:
         pk=int(corp_id)
     ).exists():
         request.session[SESSION_CORP_KEY] = int(corp_id)
-    return redirect("console:customer_list")
-
-
-@login_required
-def customer_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "console/placeholder.html", {"title": "customers"})
-
-
-@login_required
-def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
-    return render(request, "console/placeholder.html", {"title": "customer"})
-
-
-@login_required
-def tag_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "console/placeholder.html", {"title": "tags"})
-
-
-@login_required
-def staff_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "console/placeholder.html", {"title": "staff"})
-
-
-@login_required
-def department_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "console/placeholder.html", {"title": "departments"})
+    return redirect("customers:list")

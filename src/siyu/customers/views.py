@@ -1,0 +1,17 @@
+"""Customer pages."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+
+@login_required
+def customer_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "console/placeholder.html", {"title": "customers"})
+
+
+@login_required
+def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
+    return render(request, "console/placeholder.html", {"title": "customer"})
