@@ -116,7 +116,17 @@ def actor_for_user(user_id: int, corp: Corp, *, is_superuser: bool = False) -> A
 
 
 def actor_for_api_key(api_key: ApiKey) -> Actor:
-    return Actor(corp=api_key.corp, role=api_key.role, api_key_id=api_key.pk)
+    """The actor for an API key: its role, and for a manager or staff key the staff member it acts as."""
+    departments = (
+        _department_scope(api_key.corp, None, api_key.staff_id) if api_key.role == Role.MANAGER else frozenset()
+    )
+    return Actor(
+        corp=api_key.corp,
+        role=api_key.role,
+        api_key_id=api_key.pk,
+        staff_id=api_key.staff_id,
+        department_ids=departments,
+    )
 
 
 def scope_customers(actor: Actor, queryset: QuerySet) -> QuerySet:  # type: ignore[type-arg]

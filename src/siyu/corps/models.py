@@ -136,6 +136,9 @@ class ApiKey(CorpOwned):
     prefix = models.CharField(max_length=12, db_index=True)
     key_hash = models.CharField(max_length=64, unique=True)
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.OPERATOR)
+    # A manager or staff key acts as this staff member (their customers, or their departments'); without it
+    # such a key sees no customers, like a console login linked to nobody.
+    staff = models.ForeignKey(Staff, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

@@ -71,13 +71,17 @@ def hash_api_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-def create_api_key(*, corp: Corp, name: str = "", role: str = Role.OPERATOR) -> NewApiKey:
+def create_api_key(
+    *, corp: Corp, name: str = "", role: str = Role.OPERATOR, staff: Staff | None = None
+) -> NewApiKey:
     """Create an API key; the plaintext is returned once and never stored."""
     if role not in Role.values:
         raise Invalid(f"unknown role {role!r}", field="role")
+    if staff is not None and staff.corp_id != corp.pk:
+        raise Invalid("staff member belongs to another corp", field="staff")
     plaintext = API_KEY_PREFIX + secrets.token_urlsafe(32)
     api_key = ApiKey.objects.create(
-        corp=corp, name=name, prefix=plaintext[:12], key_hash=hash_api_key(plaintext), role=role
+        corp=corp, name=name, prefix=plaintext[:12], key_hash=hash_api_key(plaintext), role=role, staff=staff
     )
     return NewApiKey(api_key=api_key, plaintext=plaintext)
 
