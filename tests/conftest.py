@@ -13,6 +13,12 @@ from siyu.corps.services import create_console_user
 from tests import factories
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
+    """Hashing a password costs ~0.3 s by design; tests create many users and need no such cost."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @dataclass
 class World:
     """A corp with a small org chart and one console user per role.
