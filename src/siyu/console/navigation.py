@@ -5,9 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.urls import reverse
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from siyu.corps.access import Actor
+
+
+@dataclass(frozen=True)
+class NavEntry:
+    """One link of the sidebar; ``section`` is the view-name prefix of every page it stands for."""
+
+    label: str | Promise
+    url_name: str
+    section: str
+    needs_configure: bool = False
 
 
 @dataclass(frozen=True)
@@ -17,24 +28,23 @@ class NavItem:
     active: bool
 
 
-# (label, url name, needs configure permission). Capabilities add their pages here as they land.
-ITEMS = [
-    (_("Customers"), "customers:list", False),
-    (_("Tags"), "tags:list", False),
-    (_("Staff"), "corps:staff_list", False),
-    (_("Departments"), "corps:department_list", False),
+# Capabilities add their pages here as they land.
+ENTRIES = [
+    NavEntry(_("Customers"), "customers:list", section="customers:"),
+    NavEntry(_("Tags"), "tags:list", section="tags:"),
+    NavEntry(_("Staff"), "corps:staff_list", section="corps:staff_"),
+    NavEntry(_("Departments"), "corps:department_list", section="corps:department_"),
 ]
 
 
 def navigation_for(actor: Actor | None, view_name: str) -> list[NavItem]:
+    """The links ``actor`` may follow, the one of the current page marked active."""
     if actor is None:
         return []
-    items = []
-    for label, name, needs_configure in ITEMS:
-        if needs_configure and not actor.can_configure:
-            continue
-        active = view_name.split(":")[0] == name.split(":")[0] and (
-            name.split(":")[0] != "corps" or view_name.split(":")[-1].split("_")[0] == name.split(":")[1].split("_")[0]
+    return [
+        NavItem(
+            label=str(entry.label), url=reverse(entry.url_name), active=view_name.startswith(entry.section)
         )
-        items.append(NavItem(label=str(label), url=reverse(name), active=active))
-    return items
+        for entry in ENTRIES
+        if actor.can_configure or not entry.needs_configure
+    ]

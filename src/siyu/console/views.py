@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
 from siyu.corps.access import corps_for_user
@@ -19,9 +19,11 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def switch_corp(request: HttpRequest) -> HttpResponse:
+    """Make another corp the current one; only corps the user may switch to are accepted."""
     corp_id = request.POST.get("corp_id", "")
-    if corp_id.isdigit() and corps_for_user(request.user.pk, is_superuser=request.user.is_superuser).filter(
-        pk=int(corp_id)
-    ).exists():
+    user = request.user
+    assert user.is_authenticated  # login_required
+    allowed = corps_for_user(user.pk, is_superuser=user.is_superuser)
+    if corp_id.isdigit() and allowed.filter(pk=int(corp_id)).exists():
         request.session[SESSION_CORP_KEY] = int(corp_id)
     return redirect("customers:list")
