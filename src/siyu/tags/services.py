@@ -202,6 +202,7 @@ class BulkTagResult:
     customers: int
     relations_changed: int
     skipped_customers: int  # no active relation the actor may tag
+    customers_changed: int = 0  # customers on whom at least one tag was added or removed
 
 
 def tag_customers(
@@ -230,12 +231,18 @@ def tag_customers(
     for relation in relations:
         by_customer.setdefault(relation.customer_id, []).append(relation)
     changed = 0
+    customers_changed = 0
     for customer_relations in by_customer.values():
         with transaction.atomic():
+            before = changed
             for relation in customer_relations:
                 result = mark_relation_tags(relation=relation, add=add, remove=remove, source=source)
                 changed += bool(result.added or result.removed)
+            customers_changed += changed > before
     requested = len(set(customer_ids))
     return BulkTagResult(
-        customers=len(by_customer), relations_changed=changed, skipped_customers=requested - len(by_customer)
+        customers=len(by_customer),
+        relations_changed=changed,
+        skipped_customers=requested - len(by_customer),
+        customers_changed=customers_changed,
     )
