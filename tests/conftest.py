@@ -52,12 +52,18 @@ def world(db: None) -> World:
     password = World.password
     users = {
         "admin": create_console_user(corp=corp, username="admin1", password=password, role=Role.ADMIN),
-        "operator": create_console_user(corp=corp, username="operator1", password=password, role=Role.OPERATOR),
+        "operator": create_console_user(
+            corp=corp, username="operator1", password=password, role=Role.OPERATOR
+        ),
         "manager": create_console_user(
             corp=corp, username="manager1", password=password, role=Role.MANAGER, departments=[east]
         ),
-        "staff_wang": create_console_user(corp=corp, username="wang", password=password, role=Role.STAFF, staff=wang),
-        "staff_liu": create_console_user(corp=corp, username="liu", password=password, role=Role.STAFF, staff=liu),
+        "staff_wang": create_console_user(
+            corp=corp, username="wang", password=password, role=Role.STAFF, staff=wang
+        ),
+        "staff_liu": create_console_user(
+            corp=corp, username="liu", password=password, role=Role.STAFF, staff=liu
+        ),
     }
     actors = {k: actor_for_user(u.pk, corp) for k, u in users.items()}
     return World(corp=corp, other_corp=other, east=east, south=south, wang=wang, liu=liu, **actors)

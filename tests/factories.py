@@ -22,14 +22,20 @@ def make_department(corp: Corp, name: str = "销售部", parent: Department | No
     return Department.objects.create(corp=corp, wecom_id=next(_seq), name=name, parent=parent)
 
 
-def make_staff(corp: Corp, name: str = "张三", department: Department | None = None, userid: str | None = None) -> Staff:
-    staff = Staff.objects.create(corp=corp, userid=userid or f"user{next(_seq)}", name=name, main_department=department)
+def make_staff(
+    corp: Corp, name: str = "张三", department: Department | None = None, userid: str | None = None
+) -> Staff:
+    staff = Staff.objects.create(
+        corp=corp, userid=userid or f"user{next(_seq)}", name=name, main_department=department
+    )
     if department is not None:
         StaffDepartment.objects.create(corp=corp, staff=staff, department=department)
     return staff
 
 
-def make_customer(corp: Corp, name: str = "李四", external_userid: str | None = None, **fields: object) -> Customer:
+def make_customer(
+    corp: Corp, name: str = "李四", external_userid: str | None = None, **fields: object
+) -> Customer:
     return upsert_customer(
         corp=corp,
         external_userid=external_userid or f"wm{next(_seq):08d}",

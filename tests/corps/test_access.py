@@ -62,7 +62,9 @@ def test_manager_sees_their_departments_and_below(world, customers):
 
 
 def test_manager_linked_to_staff_defaults_to_their_departments(world, customers):
-    user = create_console_user(corp=world.corp, username="liu_mgr", password="x" * 12, role=Role.MANAGER, staff=world.liu)
+    user = create_console_user(
+        corp=world.corp, username="liu_mgr", password="x" * 12, role=Role.MANAGER, staff=world.liu
+    )
     assert visible(actor_for_user(user.pk, world.corp)) == {"刘的客户"}
 
 

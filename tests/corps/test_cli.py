@@ -27,7 +27,18 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 @pytest.mark.parametrize(
-    "args", [[], ["corp"], ["apikey"], ["serve"], ["worker"], ["seed"], ["demo"], ["createadmin"], ["corp", "create"]]
+    "args",
+    [
+        [],
+        ["corp"],
+        ["apikey"],
+        ["serve"],
+        ["worker"],
+        ["seed"],
+        ["demo"],
+        ["createadmin"],
+        ["corp", "create"],
+    ],
 )
 def test_help_everywhere(args):
     result = run_cli(*args, "--help")
@@ -36,7 +47,9 @@ def test_help_everywhere(args):
 
 
 def test_production_refuses_the_default_secret(tmp_path):
-    result = run_cli("manage", "check", env={"SIYU_ENV": "production", "SECRET_KEY": "", "SIYU_DATA_DIR": str(tmp_path)})
+    result = run_cli(
+        "manage", "check", env={"SIYU_ENV": "production", "SECRET_KEY": "", "SIYU_DATA_DIR": str(tmp_path)}
+    )
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
 
@@ -44,8 +57,22 @@ def test_production_refuses_the_default_secret(tmp_path):
 @pytest.mark.django_db
 def test_corp_create_and_apikey_create(capsys):
     # when
-    code = main(["corp", "create", "--name", "演示", "--corpid", "wx5823bf96d3bd56c7", "--secret", "s",
-                 "--token", "QDG6eK", "--aes-key", AES_KEY])
+    code = main(
+        [
+            "corp",
+            "create",
+            "--name",
+            "演示",
+            "--corpid",
+            "wx5823bf96d3bd56c7",
+            "--secret",
+            "s",
+            "--token",
+            "QDG6eK",
+            "--aes-key",
+            AES_KEY,
+        ]
+    )
     # then
     assert code == 0
     corp = Corp.objects.get(corpid="wx5823bf96d3bd56c7")

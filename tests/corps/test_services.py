@@ -17,9 +17,14 @@ TOKEN = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo"
 
 
 def test_create_corp_stores_secrets_encrypted():
-    corp = create_corp(name="测试", corpid="ww1436e0e65a779aee", secret="s3cr3t-value", token=TOKEN, aes_key=AES_KEY)
+    corp = create_corp(
+        name="测试", corpid="ww1436e0e65a779aee", secret="s3cr3t-value", token=TOKEN, aes_key=AES_KEY
+    )
     with connection.cursor() as cursor:
-        cursor.execute("SELECT secret_encrypted, token_encrypted, aes_key_encrypted FROM corps_corp WHERE id = %s", [corp.pk])
+        cursor.execute(
+            "SELECT secret_encrypted, token_encrypted, aes_key_encrypted FROM corps_corp WHERE id = %s",
+            [corp.pk],
+        )
         raw = " ".join(cursor.fetchone())
     assert "s3cr3t-value" not in raw and TOKEN not in raw and AES_KEY not in raw
     fresh = Corp.objects.get(pk=corp.pk)

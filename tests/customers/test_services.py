@@ -25,15 +25,24 @@ pytestmark = pytest.mark.django_db
 
 
 def kinds(customer: Customer) -> list[str]:
-    return list(Event.objects.for_corp(customer.corp_id).filter(customer=customer).order_by("id").values_list("kind", flat=True))
+    return list(
+        Event.objects.for_corp(customer.corp_id)
+        .filter(customer=customer)
+        .order_by("id")
+        .values_list("kind", flat=True)
+    )
 
 
 def test_add_relation_records_added_event_and_is_idempotent_while_active(world):
     # given
     customer = factories.make_customer(world.corp, "陈晨")
     # when
-    first = add_follow_relation(customer=customer, staff=world.wang, source="console", state="ch_store", add_way=1)
-    again = add_follow_relation(customer=customer, staff=world.wang, source="console", state="ch_store", add_way=1)
+    first = add_follow_relation(
+        customer=customer, staff=world.wang, source="console", state="ch_store", add_way=1
+    )
+    again = add_follow_relation(
+        customer=customer, staff=world.wang, source="console", state="ch_store", add_way=1
+    )
     # then
     assert first.pk == again.pk
     assert kinds(customer) == ["added"]
@@ -99,7 +108,12 @@ def test_remark_change_validates_records_before_after_and_updates_search(world):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("remark", "x" * 65), ("description", "y" * 257), ("remark_mobiles", ["not-a-phone"]), ("remark_mobiles", ["13800138000"] * 6)],
+    [
+        ("remark", "x" * 65),
+        ("description", "y" * 257),
+        ("remark_mobiles", ["not-a-phone"]),
+        ("remark_mobiles", ["13800138000"] * 6),
+    ],
 )
 def test_remark_validation_writes_nothing(world, field, value):
     customer = factories.make_customer(world.corp)
@@ -140,13 +154,17 @@ def test_custom_fields_validate_all_or_nothing(world):
     customer = factories.make_customer(world.corp)
     # when a batch has one bad value, nothing is written
     with pytest.raises(Invalid) as error:
-        set_custom_fields(customer=customer, values={"birthday": "1990-02-03", "level": "铜卡"}, source="console")
+        set_custom_fields(
+            customer=customer, values={"birthday": "1990-02-03", "level": "铜卡"}, source="console"
+        )
     assert error.value.field == "level"
     customer.refresh_from_db()
     assert customer.custom_fields == {}
     # when all are valid
     changed = set_custom_fields(
-        customer=customer, values={"birthday": "1990-02-03", "level": "金卡", "spend": "12.50"}, source="console"
+        customer=customer,
+        values={"birthday": "1990-02-03", "level": "金卡", "spend": "12.50"},
+        source="console",
     )
     # then
     customer.refresh_from_db()
@@ -187,8 +205,12 @@ def test_note_records_event_without_text(world):
 
 def test_record_event_dedupes_on_key_within_a_transaction(world):
     customer = factories.make_customer(world.corp)
-    first = record_event(corp_id=world.corp.pk, customer_id=customer.pk, kind="chatted", source="wecom", dedupe_key="k1")
-    second = record_event(corp_id=world.corp.pk, customer_id=customer.pk, kind="chatted", source="wecom", dedupe_key="k1")
+    first = record_event(
+        corp_id=world.corp.pk, customer_id=customer.pk, kind="chatted", source="wecom", dedupe_key="k1"
+    )
+    second = record_event(
+        corp_id=world.corp.pk, customer_id=customer.pk, kind="chatted", source="wecom", dedupe_key="k1"
+    )
     other_corp = record_event(corp_id=world.other_corp.pk, kind="chatted", source="wecom", dedupe_key="k1")
     assert first is not None and second is None and other_corp is not None
     assert Event.objects.filter(dedupe_key="k1").count() == 2

@@ -56,7 +56,11 @@ def test_reorder_requires_the_whole_set(world):
         reorder_tag_groups(corp=world.corp, group_ids=[g1.pk])
     ids = list(Tag.objects.for_corp(world.corp).filter(group=g1).values_list("pk", flat=True))
     reorder_tags(group=g1, tag_ids=list(reversed(ids)))
-    assert list(Tag.objects.for_corp(world.corp).filter(group=g1).values_list("name", flat=True)) == ["a3", "a2", "a1"]
+    assert list(Tag.objects.for_corp(world.corp).filter(group=g1).values_list("name", flat=True)) == [
+        "a3",
+        "a2",
+        "a1",
+    ]
     with pytest.raises(Invalid):
         reorder_tags(group=g1, tag_ids=ids[:2])
 
@@ -69,7 +73,10 @@ def test_mark_relation_tags_is_idempotent_and_derives_customer_view(world):
     r_wang = factories.follow(customer, world.wang)
     r_liu = factories.follow(customer, world.liu)
     # when both tag 北京 and wang tags it again
-    assert mark_relation_tags(relation=r_wang, add=[beijing, vip], source="console").added == [beijing.pk, vip.pk]
+    assert mark_relation_tags(relation=r_wang, add=[beijing, vip], source="console").added == [
+        beijing.pk,
+        vip.pk,
+    ]
     assert mark_relation_tags(relation=r_wang, add=[beijing], source="console").added == []
     mark_relation_tags(relation=r_liu, add=[beijing], source="console")
     # then
@@ -132,22 +139,35 @@ def test_tag_customers_respects_scope(world):
     factories.follow(c_both, world.liu)
     everyone = [c_wang.pk, c_liu.pk, c_both.pk]
     # when the staff member wang tags all three
-    result = tag_customers(actor=world.staff_wang, customer_ids=everyone, add_tag_ids=[tag.pk], source="console")
+    result = tag_customers(
+        actor=world.staff_wang, customer_ids=everyone, add_tag_ids=[tag.pk], source="console"
+    )
     # then only wang's relations are tagged
     assert (result.customers, result.relations_changed, result.skipped_customers) == (2, 2, 1)
-    assert set(RelationTag.objects.filter(tag=tag).values_list("relation__staff_id", flat=True)) == {world.wang.pk}
+    assert set(RelationTag.objects.filter(tag=tag).values_list("relation__staff_id", flat=True)) == {
+        world.wang.pk
+    }
     # an operator tags every active relation, and repeating changes nothing
-    result = tag_customers(actor=world.operator, customer_ids=everyone, add_tag_ids=[tag.pk], source="console")
+    result = tag_customers(
+        actor=world.operator, customer_ids=everyone, add_tag_ids=[tag.pk], source="console"
+    )
     assert result.relations_changed == 2  # liu's two relations
-    result = tag_customers(actor=world.operator, customer_ids=everyone, add_tag_ids=[tag.pk], source="console")
+    result = tag_customers(
+        actor=world.operator, customer_ids=everyone, add_tag_ids=[tag.pk], source="console"
+    )
     assert result.relations_changed == 0
     # a foreign customer id is skipped, a foreign tag is an error
     foreign_customer = factories.make_customer(world.other_corp)
-    result = tag_customers(actor=world.admin, customer_ids=[foreign_customer.pk], add_tag_ids=[tag.pk], source="api")
+    result = tag_customers(
+        actor=world.admin, customer_ids=[foreign_customer.pk], add_tag_ids=[tag.pk], source="api"
+    )
     assert result.customers == 0 and result.skipped_customers == 1
     with pytest.raises(NotFound):
         tag_customers(
-            actor=world.admin, customer_ids=everyone, add_tag_ids=[factories.make_tag(world.other_corp, "x").pk], source="api"
+            actor=world.admin,
+            customer_ids=everyone,
+            add_tag_ids=[factories.make_tag(world.other_corp, "x").pk],
+            source="api",
         )
     with pytest.raises(Invalid):
         tag_customers(actor=world.admin, customer_ids=everyone, source="api")

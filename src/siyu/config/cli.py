@@ -81,8 +81,27 @@ def worker_command() -> list[str]:
     from django.conf import settings
 
     if settings.TASK_BACKEND == "rq":
-        return [sys.executable, "-m", "siyu.config.cli", "manage", "rqworker", "--job-class", "django_tasks_rq.Job", "default"]
-    return [sys.executable, "-m", "siyu.config.cli", "manage", "db_worker", "--interval", "0.5", "--no-startup-delay"]
+        return [
+            sys.executable,
+            "-m",
+            "siyu.config.cli",
+            "manage",
+            "rqworker",
+            "--job-class",
+            "django_tasks_rq.Job",
+            "default",
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "siyu.config.cli",
+        "manage",
+        "db_worker",
+        "--interval",
+        "0.5",
+        "--no-startup-delay",
+        "--no-reload",  # a reloading worker can stop mid-task; restarts are the supervisor's job
+    ]
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -101,7 +120,11 @@ def cmd_seed(args: argparse.Namespace) -> int:
     _data_dir()
     call_command("migrate", interactive=False, verbosity=0)
     report = seed(
-        customers=args.customers, seed_value=args.seed, corpid=args.corpid, name=args.name, progress=not args.quiet
+        customers=args.customers,
+        seed_value=args.seed,
+        corpid=args.corpid,
+        name=args.name,
+        progress=not args.quiet,
     )
     print(report.summary())
     return 0
@@ -195,7 +218,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if password:
         password_file.write_text(password)
         password_file.chmod(0o600)
-    shown_password = password or (password_file.read_text().strip() if password_file.exists() else "(unchanged)")
+    shown_password = password or (
+        password_file.read_text().strip() if password_file.exists() else "(unchanged)"
+    )
 
     env = dict(os.environ)
     serve = [sys.executable, "-m", "siyu.config.cli", "serve", "--host", args.host, "--port", str(args.port)]
@@ -279,7 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corp", default=None, help="corpid to give the admin role in (default: the first corp)")
     p.set_defaults(func=cmd_createadmin)
 
-    corp = sub.add_parser("corp", help="tenants").add_subparsers(dest="corp_command", required=True, metavar="ACTION")
+    corp = sub.add_parser("corp", help="tenants").add_subparsers(
+        dest="corp_command", required=True, metavar="ACTION"
+    )
     p = corp.add_parser("create", help="create a corp (tenant)")
     p.add_argument("--name", required=True)
     p.add_argument("--corpid", required=True)

@@ -10,10 +10,14 @@ A customer outside one's scope does not exist for them: lookups answer 404, not 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from siyu.core.errors import NotFound, PermissionDenied
+
+if TYPE_CHECKING:
+    from siyu.customers.models import Customer
 from siyu.corps.models import ApiKey, Corp, Department, Membership, Role, StaffDepartment
 
 
@@ -85,7 +89,11 @@ def _department_scope(corp: Corp, membership: Membership | None, staff_id: int |
     if membership is not None:
         roots = set(membership.departments.values_list("id", flat=True))
     if not roots and staff_id is not None:
-        roots = set(StaffDepartment.objects.filter(corp=corp, staff_id=staff_id).values_list("department_id", flat=True))
+        roots = set(
+            StaffDepartment.objects.filter(corp=corp, staff_id=staff_id).values_list(
+                "department_id", flat=True
+            )
+        )
     return _descendants(corp, roots)
 
 
@@ -118,7 +126,9 @@ def actor_for_user(user_id: int, corp: Corp, *, is_superuser: bool = False) -> A
 def actor_for_api_key(api_key: ApiKey) -> Actor:
     """The actor for an API key: its role, and for a manager or staff key the staff member it acts as."""
     departments = (
-        _department_scope(api_key.corp, None, api_key.staff_id) if api_key.role == Role.MANAGER else frozenset()
+        _department_scope(api_key.corp, None, api_key.staff_id)
+        if api_key.role == Role.MANAGER
+        else frozenset()
     )
     return Actor(
         corp=api_key.corp,
@@ -129,7 +139,7 @@ def actor_for_api_key(api_key: ApiKey) -> Actor:
     )
 
 
-def scope_customers(actor: Actor, queryset: QuerySet) -> QuerySet:  # type: ignore[type-arg]
+def scope_customers(actor: Actor, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
     """Narrow a Customer queryset (already of actor.corp) to what the actor may see."""
     if actor.sees_all_customers:
         return queryset

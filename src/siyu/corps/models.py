@@ -46,13 +46,17 @@ class Department(CorpOwned):
 
     wecom_id = models.BigIntegerField()
     name = models.CharField(max_length=64)
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
     order = models.BigIntegerField(default=0)
 
     objects = CorpManager["Department"]()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["corp", "wecom_id"], name="department_unique_wecom_id")]
+        constraints = [
+            models.UniqueConstraint(fields=["corp", "wecom_id"], name="department_unique_wecom_id")
+        ]
         ordering = ["order", "wecom_id"]
 
     def __str__(self) -> str:

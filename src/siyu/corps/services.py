@@ -9,8 +9,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from siyu.core import crypto
@@ -90,7 +89,11 @@ def authenticate_api_key(plaintext: str) -> ApiKey | None:
     """The active key for a presented plaintext, or None."""
     if not plaintext.startswith(API_KEY_PREFIX):
         return None
-    key = ApiKey.objects.select_related("corp").filter(key_hash=hash_api_key(plaintext), revoked_at=None).first()
+    key = (
+        ApiKey.objects.select_related("corp")
+        .filter(key_hash=hash_api_key(plaintext), revoked_at=None)
+        .first()
+    )
     if key is not None and (key.last_used_at is None or (now() - key.last_used_at).total_seconds() > 60):
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now())  # at most once a minute per key
     return key
@@ -111,16 +114,15 @@ def create_console_user(
     staff: Staff | None = None,
     departments: list[Department] | None = None,
     is_superuser: bool = False,
-) -> AbstractUser:
+) -> User:
     """Create a console login with a role in ``corp``."""
     if role not in Role.values:
         raise Invalid(f"unknown role {role!r}", field="role")
     if staff is not None and staff.corp_id != corp.pk:
         raise Invalid("staff member belongs to another corp", field="staff")
-    user_model = get_user_model()
-    if user_model.objects.filter(username=username).exists():
+    if User.objects.filter(username=username).exists():
         raise Conflict(f"user {username!r} already exists")
-    user = user_model.objects.create_user(username=username, password=password)
+    user = User.objects.create_user(username=username, password=password)
     if is_superuser:
         user.is_superuser = True
         user.is_staff = True
@@ -128,10 +130,10 @@ def create_console_user(
     membership = Membership.objects.create(corp=corp, user=user, role=role, staff=staff)
     if departments:
         membership.departments.set([d for d in departments if d.corp_id == corp.pk])
-    return user  # type: ignore[no-any-return]
+    return user
 
 
-def set_membership(*, corp: Corp, user: AbstractUser, role: str, staff: Staff | None = None) -> Membership:
+def set_membership(*, corp: Corp, user: User, role: str, staff: Staff | None = None) -> Membership:
     """Give an existing user a role in a corp (a superuser may hold several)."""
     if role not in Role.values:
         raise Invalid(f"unknown role {role!r}", field="role")

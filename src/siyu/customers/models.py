@@ -42,7 +42,9 @@ class Customer(CorpOwned):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["corp", "external_userid"], name="customer_unique_external_userid")
+            models.UniqueConstraint(
+                fields=["corp", "external_userid"], name="customer_unique_external_userid"
+            )
         ]
         indexes = [models.Index(fields=["corp", "-last_added_at", "-id"], name="customer_corp_added")]
 
@@ -76,7 +78,7 @@ class CustomField(CorpOwned):
 
 
 class FollowRelation(CorpOwned):
-    """A customer ↔ staff relation (follow_user). Re-adding after a delete creates a new row; history stays."""
+    """A customer ↔ staff relation (follow_user). Re-adding after a delete is a new row: history stays."""
 
     class Status(models.TextChoices):
         ACTIVE = "active", _("Active")
@@ -117,7 +119,9 @@ class Note(CorpOwned):
     """A note a console user wrote on a customer."""
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="notes")
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     text = models.TextField(max_length=2000)
     created_at = models.DateTimeField(default=now)
 
@@ -150,8 +154,12 @@ class Event(CorpOwned):
         SEED = "seed", _("Demo data")
         SYSTEM = "system", _("System")
 
-    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
-    staff = models.ForeignKey("corps.Staff", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    staff = models.ForeignKey(
+        "corps.Staff", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     kind = models.CharField(max_length=40)
     occurred_at = models.DateTimeField(default=now)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.SYSTEM)

@@ -14,7 +14,7 @@ from siyu.core.clock import now
 from siyu.core.errors import Invalid
 from siyu.corps.models import Corp, Staff
 from siyu.customers.events import record_event
-from siyu.customers.models import CustomField, Customer, Event, FollowRelation, Note
+from siyu.customers.models import Customer, CustomField, Event, FollowRelation, Note
 
 MOBILE_RE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
 MAX_REMARK_MOBILES = 5  # WeCom's remark API accepts at most 5 remark mobiles
@@ -45,7 +45,7 @@ def upsert_customer(
     unionid: str = "",
     avatar: str = "",
     gender: int = Customer.Gender.UNKNOWN,
-    type: int = Customer.Type.WECHAT,  # noqa: A002 - WeCom's own field name
+    type: int = Customer.Type.WECHAT,
     corp_name: str = "",
     corp_full_name: str = "",
 ) -> Customer:
@@ -65,7 +65,9 @@ def upsert_customer(
         "corp_name": corp_name,
         "corp_full_name": corp_full_name,
     }
-    customer = Customer.objects.for_corp(corp).select_for_update().filter(external_userid=external_userid).first()
+    customer = (
+        Customer.objects.for_corp(corp).select_for_update().filter(external_userid=external_userid).first()
+    )
     if customer is None:
         customer = Customer(corp=corp, external_userid=external_userid, **values)
         customer.search_text = build_search_text(customer, [])
@@ -149,7 +151,8 @@ def add_follow_relation(
         source=source,
         occurred_at=added_at,
         payload={"add_way": add_way, "state": state, "relation_id": relation.pk},
-        dedupe_key=dedupe_key or f"added:{customer.external_userid}:{staff.userid}:{int(added_at.timestamp())}",
+        dedupe_key=dedupe_key
+        or f"added:{customer.external_userid}:{staff.userid}:{int(added_at.timestamp())}",
     )
     return relation
 
@@ -164,7 +167,10 @@ def end_follow_relation(
     dedupe_key: str | None = None,
 ) -> bool:
     """Mark an active relation deleted by the staff member or by the customer. False if it was not active."""
-    statuses = {"staff": FollowRelation.Status.DELETED_BY_STAFF, "customer": FollowRelation.Status.DELETED_BY_CUSTOMER}
+    statuses = {
+        "staff": FollowRelation.Status.DELETED_BY_STAFF,
+        "customer": FollowRelation.Status.DELETED_BY_CUSTOMER,
+    }
     if by not in statuses:
         raise Invalid("by must be 'staff' or 'customer'", field="by")
     at = at or now()

@@ -57,7 +57,9 @@ class Tag(CorpOwned):
         constraints = [
             models.UniqueConstraint(fields=["group", "name"], name="tag_unique_name_in_group"),
             models.UniqueConstraint(
-                fields=["corp", "wecom_tag_id"], condition=~models.Q(wecom_tag_id=""), name="tag_unique_wecom_id"
+                fields=["corp", "wecom_tag_id"],
+                condition=~models.Q(wecom_tag_id=""),
+                name="tag_unique_wecom_id",
             ),
         ]
 
@@ -68,7 +70,9 @@ class Tag(CorpOwned):
 class RelationTag(CorpOwned):
     """A tag on one customer–staff relation, as WeCom keeps it."""
 
-    relation = models.ForeignKey("customers.FollowRelation", on_delete=models.CASCADE, related_name="relation_tags")
+    relation = models.ForeignKey(
+        "customers.FollowRelation", on_delete=models.CASCADE, related_name="relation_tags"
+    )
     tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+")
     customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="+")
     created_at = models.DateTimeField(default=now)

@@ -28,7 +28,9 @@ def _clean_name(name: str, what: str) -> str:
 
 
 @transaction.atomic
-def create_tag_group(*, corp: Corp, name: str, tag_names: Sequence[str] = (), wecom_group_id: str = "") -> TagGroup:
+def create_tag_group(
+    *, corp: Corp, name: str, tag_names: Sequence[str] = (), wecom_group_id: str = ""
+) -> TagGroup:
     """Create a tag group with its first tags."""
     name = _clean_name(name, "tag group")
     if TagGroup.objects.for_corp(corp).filter(name=name).exists():
@@ -56,7 +58,9 @@ def create_tag(*, group: TagGroup, name: str, wecom_tag_id: str = "") -> Tag:
     if Tag.objects.for_corp(group.corp_id).filter(group=group, name=name).exists():
         raise Invalid(f"tag {name!r} already exists in {group.name}", field="name")
     order = (Tag.objects.for_corp(group.corp_id).filter(group=group).aggregate(m=Max("order"))["m"] or 0) + 1
-    return Tag.objects.create(corp_id=group.corp_id, group=group, name=name, order=order, wecom_tag_id=wecom_tag_id)
+    return Tag.objects.create(
+        corp_id=group.corp_id, group=group, name=name, order=order, wecom_tag_id=wecom_tag_id
+    )
 
 
 @transaction.atomic
@@ -148,7 +152,9 @@ def mark_relation_tags(
     if overlap:
         raise Invalid("a tag cannot be added and removed at once", field="tags")
     present = set(
-        RelationTag.objects.for_corp(relation.corp_id).filter(relation=relation).values_list("tag_id", flat=True)
+        RelationTag.objects.for_corp(relation.corp_id)
+        .filter(relation=relation)
+        .values_list("tag_id", flat=True)
     )
     added = [t for t in add if t.pk not in present]
     removed = [t for t in remove if t.pk in present]
@@ -161,7 +167,8 @@ def mark_relation_tags(
         except IntegrityError:  # a concurrent request applied it first: nothing to record
             continue
         CustomerTag.objects.bulk_create(
-            [CustomerTag(corp_id=relation.corp_id, customer_id=relation.customer_id, tag=tag)], ignore_conflicts=True
+            [CustomerTag(corp_id=relation.corp_id, customer_id=relation.customer_id, tag=tag)],
+            ignore_conflicts=True,
         )
         record_event(
             corp_id=relation.corp_id,
@@ -224,7 +231,11 @@ def tag_customers(
         raise Invalid("choose at least one tag to add or remove", field="tags")
     relations = (
         FollowRelation.objects.for_corp(actor.corp)
-        .filter(actor.visible_staff_ids_q(), customer_id__in=list(customer_ids), status=FollowRelation.Status.ACTIVE)
+        .filter(
+            actor.visible_staff_ids_q(),
+            customer_id__in=list(customer_ids),
+            status=FollowRelation.Status.ACTIVE,
+        )
         .order_by("customer_id", "id")
     )
     by_customer: dict[int, list[FollowRelation]] = {}
