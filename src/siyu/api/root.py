@@ -4,55 +4,76 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
-from ninja.security import APIKeyHeader, HttpBearer, SessionAuth
+from ninja.security import APIKeyCookie, HttpBearer
+from ninja.utils import check_csrf
 
-from siyu.core.errors import DomainError, ErrorCode
-from siyu.corps.access import Actor, actor_for_api_key, actor_for_user
+from siyu.core.errors import DomainError, ErrorCode, PermissionDenied
+from siyu.corps.access import Actor, actor_for_api_key
 from siyu.corps.services import authenticate_api_key
 
 
 class BearerKey(HttpBearer):
-    """``Authorization: Bearer <api key>``; the key decides the corp and role."""
+    """``Authorization: Bearer <api key>``; the key decides the corp, the role and the staff it acts as."""
 
     def authenticate(self, request: HttpRequest, token: str) -> Actor | None:
-        key = authenticate_api_key(token)
+        key = authenticate_api_key(token.strip())
         if key is None:
-            return None
+            # A client that presents a key means to use it: a wrong or revoked key is a 401, not a silent
+            # fall-back to whatever session cookie the same client may also carry.
+            raise AuthenticationError()
         actor = actor_for_api_key(key)
         request.actor = actor  # type: ignore[attr-defined]
         return actor
 
 
-class ConsoleSession(SessionAuth):
-    """The console's own session (its CSRF protection applies to writes)."""
+class ConsoleSession(APIKeyCookie):
+    """The console's login session. Writes must carry the CSRF token, as they do on the console's pages."""
 
-    def authenticate(self, request: HttpRequest, key: str | None) -> Any:
-        user = super().authenticate(request, key)
-        if user is None:
+    param_name = (
+        settings.SESSION_COOKIE_NAME
+    )  # for the OpenAPI document: Django's middleware reads the session
+
+    def _get_key(self, request: HttpRequest) -> str | None:
+        # No CSRF check for anonymous requests: they are refused anyway, and a client with a wrong API key
+        # must hear "unauthenticated", not "CSRF failed".
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
             return None
+        if self.csrf and check_csrf(request) is not None:
+            raise PermissionDenied("CSRF check failed: send the csrftoken cookie's value in X-CSRFToken")
+        return "session"
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Actor | None:
+        if key is None:
+            return None
+        # CorpContextMiddleware resolved the corp the user is working in and their role there.
         actor = getattr(request, "actor", None)
-        if actor is None:
-            return None
+        if not isinstance(actor, Actor):
+            raise PermissionDenied("you have no role in any corp")
         return actor
 
 
 api = NinjaAPI(
     title="Siyu API",
     version="1",
-    description="REST API of Siyu (私域). Authenticate with `Authorization: Bearer <api key>` "
-    "(`siyu apikey create --corp CORPID`). Errors are JSON: `{\"code\": …, \"message\": …}`.",
+    description=(
+        "REST API of Siyu (私域). Authenticate with `Authorization: Bearer <api key>` "
+        "(`siyu apikey create --corp CORPID`); the console's own session works too (writes need its CSRF "
+        "token). A key's role limits what it sees as it limits a console user. Errors are JSON: "
+        '`{"code": …, "message": …, "field": …}` with a stable `code`. Lists are keyset-paginated: pass '
+        "`next_cursor` back as `cursor`."
+    ),
     auth=[BearerKey(), ConsoleSession()],
     urls_namespace="api",
 )
 
 
 def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if field:
-        body["field"] = field
+    body: dict[str, Any] = {"code": str(code), "message": message, "field": field}
     body.update(extra)
     return body
 
@@ -62,24 +83,55 @@ def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
     return api.create_response(request, error_body(exc.code, exc.message, exc.field), status=exc.status)
 
 
+def _field_of(errors: list[dict[str, Any]]) -> str | None:
+    """The first offending field, without the part of the request it came from ("body", "query"…)."""
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        if len(loc) > 1 and loc[0] in {"body", "query", "path", "header", "cookie", "form"}:
+            loc = loc[1:]
+        if len(loc) > 1 and loc[0] in {"payload", "filters"}:  # the endpoint's own parameter name
+            loc = loc[1:]
+        if loc:
+            return ".".join(loc)
+    return None
+
+
 @api.exception_handler(ValidationError)
 def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    errors = [{k: v for k, v in e.items() if k in {"type", "loc", "msg"}} for e in exc.errors]
     return api.create_response(
-        request, error_body(ErrorCode.INVALID, "request is not valid", errors=exc.errors), status=422
+        request,
+        error_body(
+            ErrorCode.INVALID, "the request does not match its schema", _field_of(errors), errors=errors
+        ),
+        status=422,
     )
 
 
 @api.exception_handler(AuthenticationError)
 def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
     return api.create_response(
-        request, error_body(ErrorCode.UNAUTHENTICATED, "missing or invalid API key"), status=401
+        request,
+        error_body(
+            ErrorCode.UNAUTHENTICATED, "send Authorization: Bearer <api key>, or log in to the console"
+        ),
+        status=401,
     )
 
 
 @api.exception_handler(HttpError)
 def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    code = {404: ErrorCode.NOT_FOUND, 403: ErrorCode.PERMISSION_DENIED}.get(exc.status_code, ErrorCode.INVALID)
+    code = {
+        401: ErrorCode.UNAUTHENTICATED,
+        403: ErrorCode.PERMISSION_DENIED,
+        404: ErrorCode.NOT_FOUND,
+    }.get(exc.status_code, ErrorCode.INVALID)
     return api.create_response(request, error_body(code, str(exc)), status=exc.status_code)
+
+
+@api.exception_handler(Http404)
+def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return api.create_response(request, error_body(ErrorCode.NOT_FOUND, "not found"), status=404)
 
 
 def _register_routers() -> None:
