@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "siyu.corps",
     "siyu.tags",
     "siyu.customers",
+    "siyu.wecom",
     "siyu.console",
     "siyu.api",
 ]
