@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_tasks",
     "django_tasks_db",
+    "ninja",  # serves the API docs page's Swagger UI from our own static files instead of a CDN
     "siyu.core",
     "siyu.corps",
     "siyu.tags",
