@@ -52,7 +52,7 @@ class StaffQuery(Schema):
     department: list[int] = Field([], description="Department ids the member belongs to (directly).")
     status: Staff.Status | None = None
     cursor: str | None = None
-    page_size: int | None = Field(None, description="Default 50, at most 200.")
+    page_size: int | None = Field(None, ge=1, description="Default 50, at most 200.")
 
 
 class DepartmentOut(Schema):

@@ -161,7 +161,7 @@ class CustomerQuery(Schema):
     gender: Customer.Gender | None = None
     sort: str = Field(selectors.DEFAULT_SORT, description=f"One of {', '.join(selectors.SORTS)}.")
     cursor: str | None = None
-    page_size: int | None = Field(None, description="Default 50, at most 200.")
+    page_size: int | None = Field(None, ge=1, description="Default 50, at most 200.")
 
 
 class TimelineEvent(Schema):
@@ -381,7 +381,10 @@ def get_customer(request: HttpRequest, customer_id: int) -> CustomerDetail:
     summary="A customer's timeline",
 )
 def customer_timeline(
-    request: HttpRequest, customer_id: int, cursor: str | None = None, page_size: int | None = None
+    request: HttpRequest,
+    customer_id: int,
+    cursor: str | None = None,
+    page_size: int | None = Query(None, ge=1, description="Default 50, at most 200."),
 ) -> TimelinePageOut:
     """The customer's events, newest first (keyset pages)."""
     actor = current_actor(request)
@@ -407,7 +410,10 @@ def customer_timeline(
     "/customers/{customer_id}/notes", response={200: NotePageOut, **ERRORS}, summary="A customer's notes"
 )
 def list_notes(
-    request: HttpRequest, customer_id: int, cursor: str | None = None, page_size: int | None = None
+    request: HttpRequest,
+    customer_id: int,
+    cursor: str | None = None,
+    page_size: int | None = Query(None, ge=1, description="Default 50, at most 200."),
 ) -> NotePageOut:
     """Notes on the customer, newest first (keyset pages)."""
     actor = current_actor(request)
