@@ -25,6 +25,10 @@ class AccessToken(CorpOwned):
     # One refresh at a time across processes: a caller claims the lease with an atomic UPDATE.
     refresh_owner = models.CharField(max_length=36, blank=True, default="")
     refresh_until = models.DateTimeField(null=True, blank=True)
+    # A configuration error (40001 invalid secret…) is remembered so gettoken is not hammered: repeated wrong
+    # secrets get the server's IP blocked for an hour (wecom-api.md §1).
+    last_error = models.TextField(blank=True, default="")
+    error_until = models.DateTimeField(null=True, blank=True)
 
     objects = CorpManager["AccessToken"]()
 
