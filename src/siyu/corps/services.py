@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import User
@@ -15,7 +16,7 @@ from django.db import transaction
 from siyu.core import crypto
 from siyu.core.clock import now
 from siyu.core.errors import Conflict, Invalid
-from siyu.corps.models import ApiKey, AuditLog, Corp, Department, Membership, Role, Staff
+from siyu.corps.models import ApiKey, AuditLog, Corp, Department, Membership, Role, Staff, StaffDepartment
 
 # WeCom callback configuration: Token is at most 32 letters/digits, EncodingAESKey exactly 43 letters/digits
 # (base64 of a 32-byte AES key without its trailing "=").
@@ -163,3 +164,123 @@ def audit(
         object_id=str(object_id),
         detail=detail or {},
     )
+
+
+# --- the org chart, as WeCom reports it (sync and contact-change callbacks) ---------------------------------
+
+
+@transaction.atomic
+def upsert_department(
+    *,
+    corp: Corp,
+    wecom_id: int,
+    name: str | None = None,
+    parent_wecom_id: int | None = None,
+    order: int | None = None,
+) -> Department:
+    """Create or update a department from WeCom; fields left None are kept. An unknown parent stays empty."""
+    department = Department.objects.for_corp(corp).select_for_update().filter(wecom_id=wecom_id).first()
+    parent = None
+    if parent_wecom_id is not None and parent_wecom_id != wecom_id:
+        parent = Department.objects.for_corp(corp).filter(wecom_id=parent_wecom_id).first()
+    if department is None:
+        return Department.objects.create(
+            corp=corp,
+            wecom_id=wecom_id,
+            name=(name or str(wecom_id))[:64],
+            parent=parent,
+            order=order or 0,
+        )
+    changed: list[str] = []
+    if name is not None and department.name != name[:64]:
+        department.name = name[:64]
+        changed.append("name")
+    if parent_wecom_id is not None and department.parent_id != (parent.pk if parent else None):
+        department.parent = parent
+        changed.append("parent")
+    if order is not None and department.order != order:
+        department.order = order
+        changed.append("order")
+    if changed:
+        department.save(update_fields=changed)
+    return department
+
+
+@transaction.atomic
+def delete_department(*, corp: Corp, wecom_id: int) -> bool:
+    """Remove a department WeCom deleted; its members stay, without it. False if it was not there."""
+    deleted, _detail = Department.objects.for_corp(corp).filter(wecom_id=wecom_id).delete()
+    return bool(deleted)
+
+
+@transaction.atomic
+def upsert_staff(
+    *,
+    corp: Corp,
+    userid: str,
+    name: str | None = None,
+    avatar: str | None = None,
+    status: str | None = None,
+    department_wecom_ids: Sequence[int] | None = None,
+    main_department_wecom_id: int | None = None,
+) -> Staff:
+    """Create or update a member from WeCom; fields left None are kept, departments given replace the old."""
+    if not userid or len(userid) > 64:
+        raise Invalid("userid is required (at most 64 characters)", field="userid")
+    if status is not None and status not in Staff.Status.values:
+        raise Invalid(f"status must be one of {Staff.Status.values}", field="status")
+    staff = Staff.objects.for_corp(corp).select_for_update().filter(userid=userid).first()
+    if staff is None:
+        staff = Staff.objects.create(
+            corp=corp,
+            userid=userid,
+            name=(name or userid)[:64],
+            avatar=avatar or "",
+            status=status or Staff.Status.ACTIVE,
+        )
+    else:
+        changed: list[str] = []
+        for field, value in (("name", name[:64] if name else None), ("avatar", avatar), ("status", status)):
+            if value is not None and getattr(staff, field) != value:
+                setattr(staff, field, value)
+                changed.append(field)
+        if changed:
+            staff.save(update_fields=changed)
+    if department_wecom_ids is not None:
+        departments = {
+            d.wecom_id: d
+            for d in Department.objects.for_corp(corp).filter(wecom_id__in=list(department_wecom_ids))
+        }
+        wanted = {d.pk for d in departments.values()}
+        current = set(
+            StaffDepartment.objects.for_corp(corp).filter(staff=staff).values_list("department_id", flat=True)
+        )
+        StaffDepartment.objects.for_corp(corp).filter(
+            staff=staff, department_id__in=current - wanted
+        ).delete()
+        StaffDepartment.objects.bulk_create(
+            [StaffDepartment(corp=corp, staff=staff, department_id=pk) for pk in wanted - current],
+            ignore_conflicts=True,
+        )
+        main_id = main_department_wecom_id
+        main = departments.get(main_id) if main_id is not None else None
+        if main is None and department_wecom_ids:
+            main = departments.get(department_wecom_ids[0])
+        if staff.main_department_id != (main.pk if main else None):
+            staff.main_department = main
+            staff.save(update_fields=["main_department"])
+    return staff
+
+
+@transaction.atomic
+def change_staff_userid(*, corp: Corp, userid: str, new_userid: str) -> Staff | None:
+    """Follow a member whose userid WeCom changed. None when neither id is known; the new id wins a clash."""
+    if not new_userid or len(new_userid) > 64:
+        raise Invalid("new userid is required (at most 64 characters)", field="new_userid")
+    staff = Staff.objects.for_corp(corp).select_for_update().filter(userid=userid).first()
+    existing = Staff.objects.for_corp(corp).filter(userid=new_userid).first()
+    if staff is None or existing is not None:
+        return existing
+    staff.userid = new_userid
+    staff.save(update_fields=["userid"])
+    return staff

@@ -48,6 +48,7 @@ def upsert_customer(
     type: int = Customer.Type.WECHAT,
     corp_name: str = "",
     corp_full_name: str = "",
+    payload_extra: Mapping[str, Any] | None = None,
 ) -> Customer:
     """Create a customer or update their WeCom profile; a change is a ``profile_changed`` event."""
     if not external_userid or len(external_userid) > 64:
@@ -85,7 +86,7 @@ def upsert_customer(
             customer_id=customer.pk,
             kind=Event.Kind.PROFILE_CHANGED,
             source=source,
-            payload={"fields": changed},
+            payload={"fields": changed, **(payload_extra or {})},
         )
     return customer
 
@@ -115,6 +116,7 @@ def add_follow_relation(
     oper_userid: str = "",
     added_at: dt.datetime | None = None,
     dedupe_key: str | None = None,
+    payload_extra: Mapping[str, Any] | None = None,
 ) -> FollowRelation:
     """Record that ``staff`` added ``customer``. Idempotent while the relation is active."""
     if staff.corp_id != customer.corp_id:
@@ -150,7 +152,7 @@ def add_follow_relation(
         kind=Event.Kind.ADDED,
         source=source,
         occurred_at=added_at,
-        payload={"add_way": add_way, "state": state, "relation_id": relation.pk},
+        payload={"add_way": add_way, "state": state, "relation_id": relation.pk, **(payload_extra or {})},
         dedupe_key=dedupe_key
         or f"added:{customer.external_userid}:{staff.userid}:{int(added_at.timestamp())}",
     )
@@ -165,6 +167,7 @@ def end_follow_relation(
     source: str,
     at: dt.datetime | None = None,
     dedupe_key: str | None = None,
+    payload_extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """Mark an active relation deleted by the staff member or by the customer. False if it was not active."""
     statuses = {
@@ -188,7 +191,7 @@ def end_follow_relation(
         kind=str(statuses[by]),
         source=source,
         occurred_at=at,
-        payload={"relation_id": relation.pk},
+        payload={"relation_id": relation.pk, **(payload_extra or {})},
         dedupe_key=dedupe_key or f"{statuses[by]}:relation:{relation.pk}",
     )
     return True
@@ -204,6 +207,7 @@ def update_relation_remark(
     remark_mobiles: Iterable[str] | None = None,
     remark_corp_name: str | None = None,
     dedupe_key: str | None = None,
+    payload_extra: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Change what a staff member noted about a customer; returns the fields that changed."""
     new: dict[str, Any] = {}
@@ -233,7 +237,12 @@ def update_relation_remark(
         staff_id=relation.staff_id,
         kind=Event.Kind.REMARK_CHANGED,
         source=source,
-        payload={"relation_id": relation.pk, "before": before, "after": {k: new[k] for k in changed}},
+        payload={
+            "relation_id": relation.pk,
+            "before": before,
+            "after": {k: new[k] for k in changed},
+            **(payload_extra or {}),
+        },
         dedupe_key=dedupe_key,
     )
     return changed

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -143,6 +144,7 @@ def mark_relation_tags(
     remove: Sequence[Tag] = (),
     source: str,
     dedupe_prefix: str | None = None,
+    payload_extra: Mapping[str, Any] | None = None,
 ) -> MarkResult:
     """Tag and untag one customer–staff relation. A tag already there is not applied again."""
     for tag in [*add, *remove]:
@@ -176,7 +178,7 @@ def mark_relation_tags(
             staff_id=relation.staff_id,
             kind=Event.Kind.TAGGED,
             source=source,
-            payload={"tag_id": tag.pk, "tag": tag.name, "relation_id": relation.pk},
+            payload={"tag_id": tag.pk, "tag": tag.name, "relation_id": relation.pk, **(payload_extra or {})},
             dedupe_key=f"{dedupe_prefix}:tagged:{tag.pk}" if dedupe_prefix else None,
         )
     if removed:
@@ -198,7 +200,12 @@ def mark_relation_tags(
                 staff_id=relation.staff_id,
                 kind=Event.Kind.UNTAGGED,
                 source=source,
-                payload={"tag_id": tag.pk, "tag": tag.name, "relation_id": relation.pk},
+                payload={
+                    "tag_id": tag.pk,
+                    "tag": tag.name,
+                    "relation_id": relation.pk,
+                    **(payload_extra or {}),
+                },
                 dedupe_key=f"{dedupe_prefix}:untagged:{tag.pk}" if dedupe_prefix else None,
             )
     return MarkResult(added=[t.pk for t in added], removed=[t.pk for t in removed])
@@ -257,3 +264,28 @@ def tag_customers(
         skipped_customers=requested - len(by_customer),
         customers_changed=customers_changed,
     )
+
+
+@transaction.atomic
+def link_tag_group(*, group: TagGroup, wecom_group_id: str) -> TagGroup:
+    """Tie a Siyu tag group to the WeCom group of the same name (a corp had both before its first sync)."""
+    if (
+        TagGroup.objects.for_corp(group.corp_id)
+        .filter(wecom_group_id=wecom_group_id)
+        .exclude(pk=group.pk)
+        .exists()
+    ):
+        raise Invalid("another tag group is already tied to this WeCom group", field="wecom_group_id")
+    group.wecom_group_id = wecom_group_id
+    group.save(update_fields=["wecom_group_id"])
+    return group
+
+
+@transaction.atomic
+def link_tag(*, tag: Tag, wecom_tag_id: str) -> Tag:
+    """Tie a Siyu tag to the WeCom tag of the same name in the same group."""
+    if Tag.objects.for_corp(tag.corp_id).filter(wecom_tag_id=wecom_tag_id).exclude(pk=tag.pk).exists():
+        raise Invalid("another tag is already tied to this WeCom tag", field="wecom_tag_id")
+    tag.wecom_tag_id = wecom_tag_id
+    tag.save(update_fields=["wecom_tag_id"])
+    return tag
