@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
+from django.utils.datastructures import MultiValueDict
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
 
-from siyu.core.errors import DomainError, ErrorCode, PermissionDenied
+from siyu.core.errors import DomainError, ErrorCode, Invalid, PermissionDenied
 from siyu.corps.access import Actor, actor_for_api_key
 from siyu.corps.services import authenticate_api_key
 
@@ -57,6 +60,42 @@ class ConsoleSession(APIKeyCookie):
         return actor
 
 
+NUL = "\x00"
+
+
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(v) for v in value)
+    return False
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+class StrictParser(Parser):
+    """Standard JSON only, and no NUL characters anywhere: PostgreSQL cannot store them in text columns."""
+
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        # A failure here becomes ninja's 400 "Cannot parse request body" (code ``invalid``).
+        data = json.loads(request.body, parse_constant=_refuse_constant)  # NaN and Infinity are not JSON
+        if _contains_nul(data):
+            raise ValueError("the body contains a NUL character")
+        return data
+
+    def parse_querydict(
+        self, data: MultiValueDict[str, Any], list_fields: list[str], request: HttpRequest
+    ) -> dict[str, Any]:
+        for key, values in data.lists():
+            if NUL in key or any(isinstance(v, str) and NUL in v for v in values):
+                raise Invalid("parameters may not contain NUL characters", field=key.replace(NUL, ""))
+        return super().parse_querydict(data, list_fields, request)
+
+
 api = NinjaAPI(
     title="Siyu API",
     version="1",
@@ -68,6 +107,7 @@ api = NinjaAPI(
         "`next_cursor` back as `cursor`."
     ),
     auth=[BearerKey(), ConsoleSession()],
+    parser=StrictParser(),
     urls_namespace="api",
 )
 

@@ -5,14 +5,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from django.http import HttpRequest
-from ninja import Schema
+from ninja import Field, Schema
 
 from siyu.core.errors import ErrorCode, Invalid
 from siyu.corps.access import Actor
 from siyu.customers.models import Event
+
+# Ids are 64-bit (BigAutoField). Bounding them keeps an absurd id a schema error rather than an overflow
+# in the database driver (SQLite refuses integers beyond 64 bits in a query).
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]  # in a query string, where every value arrives as text
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]  # in JSON: true or 2.0 is not an id
 
 
 class ErrorOut(Schema):
@@ -80,7 +86,7 @@ def encode_id_cursor(pk: int) -> str:
 def decode_id_cursor(cursor: str) -> int:
     try:
         kind, pk = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if kind != "id" or not isinstance(pk, int) or isinstance(pk, bool):
+        if kind != "id" or not isinstance(pk, int) or isinstance(pk, bool) or not 0 < pk <= MAX_ID:
             raise ValueError("not an id cursor")
     except (ValueError, TypeError, binascii.Error) as exc:
         raise Invalid(

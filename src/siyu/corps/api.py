@@ -8,7 +8,7 @@ from django.db.models import Count, Prefetch, QuerySet
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 
-from siyu.api.schemas import ERRORS, current_actor, decode_id_cursor, encode_id_cursor
+from siyu.api.schemas import ERRORS, Id, current_actor, decode_id_cursor, encode_id_cursor
 from siyu.core.errors import ErrorCode, NotFound
 from siyu.corps.access import Actor
 from siyu.corps.models import Department, Staff, StaffDepartment
@@ -49,7 +49,7 @@ class StaffPageOut(Schema):
 
 
 class StaffQuery(Schema):
-    department: list[int] = Field([], description="Department ids the member belongs to (directly).")
+    department: list[Id] = Field([], description="Department ids the member belongs to (directly).")
     status: Staff.Status | None = None
     cursor: str | None = None
     page_size: int | None = Field(None, ge=1, description="Default 50, at most 200.")

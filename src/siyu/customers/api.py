@@ -12,6 +12,8 @@ from ninja.responses import Status
 
 from siyu.api.schemas import (
     ERRORS,
+    BodyId,
+    Id,
     StaffRef,
     TagRef,
     current_actor,
@@ -150,10 +152,10 @@ class CustomerQuery(Schema):
     """The customer list's filters, as the console offers them. Repeat a list parameter for several values."""
 
     q: str = Field("", description="Search name, remarks, remark mobiles and external_userid.")
-    tag: list[int] = Field([], description="Tag ids; the customer has any of them.")
-    tag_all: list[int] = Field([], description="Tag ids; the customer has all of them.")
-    staff: list[int] = Field([], description="Staff ids following the customer.")
-    department: list[int] = Field([], description="Department ids of a following staff member.")
+    tag: list[Id] = Field([], description="Tag ids; the customer has any of them.")
+    tag_all: list[Id] = Field([], description="Tag ids; the customer has all of them.")
+    staff: list[Id] = Field([], description="Staff ids following the customer.")
+    department: list[Id] = Field([], description="Department ids of a following staff member.")
     state: list[str] = Field([], description="Channel (`state` of the contact way).")
     status: FollowRelation.Status | None = Field(None, description="Status of the relation.")
     added_from: dt.date | None = Field(None, description="Relation added on or after this day.")
@@ -224,8 +226,8 @@ class CustomFieldsOut(Schema):
 
 
 class RelationTagsIn(Schema):
-    add: list[int] = Field([], description="Tag ids to put on the relation.")
-    remove: list[int] = Field([], description="Tag ids to take off the relation.")
+    add: list[BodyId] = Field([], description="Tag ids to put on the relation.")
+    remove: list[BodyId] = Field([], description="Tag ids to take off the relation.")
 
 
 class RelationTagsOut(Schema):

@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from ninja import Field, Router, Schema
 from ninja.responses import Status
 
-from siyu.api.schemas import ERRORS, Deleted, current_actor, event_source
+from siyu.api.schemas import ERRORS, BodyId, Deleted, current_actor, event_source
 from siyu.core.errors import ErrorCode, NotFound
 from siyu.corps.access import Actor, scope_customers
 from siyu.customers.models import Customer
@@ -74,16 +74,16 @@ class RenameIn(Schema):
 
 
 class TagIn(Schema):
-    group_id: int
+    group_id: BodyId
     name: str = Field(description="At most 30 characters, unique in its group.")
 
 
 class GroupOrderIn(Schema):
-    group_ids: list[int] = Field(description="Every tag group of the corp, in the new order.")
+    group_ids: list[BodyId] = Field(description="Every tag group of the corp, in the new order.")
 
 
 class TagOrderIn(Schema):
-    tag_ids: list[int] = Field(description="Every tag of the group, in the new order.")
+    tag_ids: list[BodyId] = Field(description="Every tag of the group, in the new order.")
 
 
 # ---- reads -----------------------------------------------------------------------------------------------
