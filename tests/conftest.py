@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
@@ -71,4 +72,8 @@ def world(db: None) -> World:
 
 def run_tasks() -> None:
     """Run every queued background task with the real database worker, then return."""
-    call_command("db_worker", batch=True, no_startup_delay=True, verbosity=0)
+    # Between tasks the worker closes connections it thinks stale, as a long-running process should. Inside a
+    # test's transaction that would drop the test's data on PostgreSQL (SQLite's in-memory test database
+    # ignores close()), so the worker keeps the test's connection here.
+    with mock.patch("django_tasks_db.management.commands.db_worker.close_old_connections"):
+        call_command("db_worker", batch=True, no_startup_delay=True, verbosity=0)
