@@ -1,7 +1,8 @@
 """State of the WeCom boundary kept in the database, so every worker process shares it.
 
-Outbound half: cached access tokens, the limiter's shared state (buckets, penalty windows, concurrency, waiting
-and running calls by priority) and the outbox of writes to WeCom. The inbound half (callback inbox, sync) follows.
+Outbound half: cached access tokens, the limiter's shared state (buckets, penalty windows, concurrency,
+waiting and running calls by priority) and the outbox of writes to WeCom. The inbound half (callback inbox,
+sync) follows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from siyu.core.tenancy import CorpManager, CorpOwned
 
 
 class AccessToken(CorpOwned):
-    """The cached access token of one corp and one app secret, and the lease that lets one process refresh it."""
+    """The cached access token of one corp and app secret, and the lease that lets one process refresh it."""
 
     # sha256 of the app secret: tokens are per app (per secret), and the secret itself is never stored here.
     secret_digest = models.CharField(max_length=64)
@@ -80,7 +81,7 @@ class GatewayTicket(CorpOwned):
 
 
 class Outbox(CorpOwned):
-    """One write to WeCom, stored before it is sent: sent once per idempotency key, result or error recorded."""
+    """One write to WeCom, stored before it is sent: once per idempotency key, result or error recorded."""
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
