@@ -169,7 +169,26 @@ SIYU = {
     "BULK_BATCH_SIZE": 500,
     # Exports stream rows; above this many, use the API or a background export.
     "EXPORT_MAX_ROWS": int(env("SIYU_EXPORT_MAX_ROWS", "100000")),
+    # WeCom API quota per corp and API: 10,000/min and 150,000/hour (wecom-api.md §6; older docs said 2,000
+    # and 30,000 — WeCom changes them, hence configurable). Per-API overrides:
+    # {"externalcontact/batch/get_by_user": {"per_minute": 600, "per_hour": 20000, "concurrency": 5}}.
+    "WECOM_API_PER_MINUTE": int(env("SIYU_WECOM_API_PER_MINUTE", "10000")),
+    "WECOM_API_PER_HOUR": int(env("SIYU_WECOM_API_PER_HOUR", "150000")),
+    "WECOM_API_LIMITS": {},
+    # Concurrent calls: WeCom publishes no per-API number (45033 says when it is too many); an old doc capped a
+    # corp at 300 concurrent calls. 50 per API is far above what one worker pool sends.
+    "WECOM_CORP_CONCURRENCY": int(env("SIYU_WECOM_CORP_CONCURRENCY", "300")),
+    "WECOM_API_CONCURRENCY": int(env("SIYU_WECOM_API_CONCURRENCY", "50")),
+    # Seconds to wait for a WeCom answer before treating the call as failed (and retrying it if safe).
+    "WECOM_HTTP_TIMEOUT": float(env("SIYU_WECOM_HTTP_TIMEOUT", "10")),
+    # errcode -1 (system busy): WeCom advises at most 3 retries (wecom-api.md §1).
+    "WECOM_BUSY_RETRIES": 3,
+    # An outbox write is tried this many times (backoff 30 s doubling to 1 h: about 4 h in all) before it is
+    # marked failed; throttling (45009 or our own limiter) does not count as a try.
+    "WECOM_OUTBOX_MAX_ATTEMPTS": 8,
 }
+# Where WeCom's API lives; point it at the simulator (siyu simulator) for demos and tests.
+WECOM_API_BASE = env("WECOM_API_BASE", "https://qyapi.weixin.qq.com/cgi-bin/")
 
 LOGGING = {
     "version": 1,
