@@ -183,7 +183,7 @@ SIYU = {
     "WECOM_HTTP_TIMEOUT": float(env("SIYU_WECOM_HTTP_TIMEOUT", "10")),
     # errcode -1 (system busy): WeCom advises at most 3 retries (wecom-api.md §1).
     "WECOM_BUSY_RETRIES": 3,
-    # An outbox write is tried this many times (backoff 30 s doubling to 1 h: about 4 h in all) before it is
+    # An outbox write is tried this many times (backoff from 30 s, doubling: about an hour in all) before it is
     # marked failed; throttling (45009 or our own limiter) does not count as a try.
     "WECOM_OUTBOX_MAX_ATTEMPTS": 8,
 }

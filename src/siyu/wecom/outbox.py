@@ -1,0 +1,351 @@
+"""The outbox: every write to WeCom is a row first, sent by a worker once per idempotency key.
+
+``enqueue_write`` validates the request, stores it (a repeated idempotency key returns the row already
+there) and wakes the worker after the transaction commits, so a write whose transaction rolled back is never
+sent. The worker (``send_due``, run by the ``send_outbox`` task) claims due rows — highest priority first —
+so that two workers never send the same row: ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, and on
+SQLite (no SKIP LOCKED) a conditional ``UPDATE`` per row that only one worker's statement can match. A claim
+is a lease: a row whose worker died becomes due again when ``claimed_until`` passes, and the worker's
+outcome is only recorded while its lease holds.
+
+Outcomes: WeCom's answer is stored in ``result`` and the row is ``done``. Throttling (45009 or our own
+limiter) reschedules the row for when the quota returns without counting a try. Transient errors (-1 after
+the gateway's own retries, 45033, network failures, configuration errors an administrator may fix) are
+retried with backoff up to ``WECOM_OUTBOX_MAX_ATTEMPTS`` tries; then, or at once for a request WeCom refuses
+(unknown userid, expired welcome code…), the row is ``failed`` with the reason. A write that is not
+idempotent and may have reached WeCom before the connection broke is failed with "outcome unknown" rather
+than sent twice.
+
+Logs name the row, the API and the errcode, never the payload (it holds message texts).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Min, Q
+from pydantic import BaseModel, ValidationError
+
+from siyu.core.clock import now
+from siyu.core.errors import Invalid, NotFound
+from siyu.corps.models import Corp
+from siyu.wecom import errors
+from siyu.wecom.client import WRITE_APIS, WeComClient
+from siyu.wecom.gateway import Gateway
+from siyu.wecom.limits import DEFAULT_MAX_WAIT, Priority, siyu_setting
+from siyu.wecom.models import Outbox
+from siyu.wecom.schemas import WeComRequest
+
+log = logging.getLogger(__name__)
+
+# A worker claims this many rows at a time: enough to keep a worker busy for a few seconds, few enough that
+# other workers find work too.
+CLAIM_BATCH = 20
+# A claimed row is someone else's to send for this long; covers the slowest send (limiter wait, retries with
+# backoff and HTTP timeouts: about a minute).
+CLAIM_LEASE = timedelta(minutes=5)
+# How long a send may wait for quota before the row is rescheduled instead (keeps workers free). A welcome
+# message waits longer: its code is only valid 20 s, so it must not go to the back of the queue.
+SEND_MAX_WAIT = 5.0
+# A drain task stops after this long and enqueues its continuation, so one task never holds a worker long.
+DRAIN_BUDGET = 50.0
+# Backoff between tries: doubling from this base, capped at RETRY_CAP. Welcome messages retry within their
+# code's 20 s.
+RETRY_BASE = timedelta(seconds=30)
+WELCOME_RETRY_BASE = timedelta(seconds=2)
+RETRY_CAP = timedelta(hours=1)
+IDEMPOTENCY_KEY_MAX = 200
+
+
+def _request(api: str, payload: dict[str, Any] | WeComRequest) -> dict[str, Any]:
+    spec = WRITE_APIS.get(api)
+    if spec is None:
+        raise Invalid(f"{api} is not a WeCom write API", field="api")
+    data = payload.body() if isinstance(payload, WeComRequest) else payload
+    try:
+        return spec.request.model_validate(data).body()
+    except ValidationError as exc:
+        # Only field paths and messages: the values may be message texts.
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "payload"
+        raise Invalid(f"{api}: {where}: {first['msg']}", field=where) from None
+
+
+def enqueue_write(
+    *,
+    corp: Corp,
+    api: str,
+    payload: dict[str, Any] | WeComRequest,
+    idempotency_key: str,
+    priority: Priority = Priority.USER,
+) -> Outbox:
+    """Store a write to WeCom and send it after commit; a repeated key returns the row already there."""
+    if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
+        raise Invalid(
+            f"idempotency_key must be 1 to {IDEMPOTENCY_KEY_MAX} characters", field="idempotency_key"
+        )
+    body = _request(api, payload)
+    existing = Outbox.objects.for_corp(corp).filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            row = Outbox.objects.create(
+                corp=corp,
+                api=api,
+                payload=body,
+                idempotency_key=idempotency_key,
+                priority=int(priority),
+                next_attempt_at=now(),
+            )
+    except IntegrityError:
+        # Another transaction stored the same key between our read and our insert.
+        return Outbox.objects.for_corp(corp).get(idempotency_key=idempotency_key)
+    transaction.on_commit(lambda: dispatch(priority=priority))
+    return row
+
+
+def get_write(*, corp: Corp, idempotency_key: str) -> Outbox:
+    """The outbox row of a write, by its idempotency key."""
+    row = Outbox.objects.for_corp(corp).filter(idempotency_key=idempotency_key).first()
+    if row is None:
+        raise NotFound("no such WeCom write")
+    return row
+
+
+def requeue_write(*, corp: Corp, outbox_id: int) -> Outbox:
+    """Send a failed write again (an administrator fixed the cause); its tries start from zero."""
+    with transaction.atomic():
+        row = Outbox.objects.for_corp(corp).select_for_update().filter(pk=outbox_id).first()
+        if row is None:
+            raise NotFound("no such WeCom write")
+        if row.status != Outbox.Status.FAILED:
+            raise Invalid("only a failed write can be sent again", field="status")
+        row.status = Outbox.Status.PENDING
+        row.attempts = 0
+        row.next_attempt_at = now()
+        row.claimed_until = None
+        row.save(update_fields=["status", "attempts", "next_attempt_at", "claimed_until"])
+        transaction.on_commit(lambda: dispatch(priority=Priority(row.priority)))
+    return row
+
+
+# --- the worker -------------------------------------------------------------------------------------------
+
+
+def dispatch(*, priority: int = Priority.USER, run_after: datetime | None = None) -> None:
+    """Enqueue a ``send_outbox`` task, ahead of other tasks for high priorities where supported."""
+    from siyu.wecom.tasks import send_outbox
+
+    backend = send_outbox.get_backend()
+    task = send_outbox
+    if backend.supports_priority:
+        # Task priorities run -100..100 with 0 the default: EVENT maps to 0, WELCOME to 40, SYNC to -40.
+        task = task.using(priority=int(priority) - int(Priority.EVENT))
+    if run_after is not None and backend.supports_defer:
+        task = task.using(run_after=run_after)
+    task.enqueue()
+
+
+def _due() -> Q:
+    at = now()
+    return Q(status=Outbox.Status.PENDING, next_attempt_at__lte=at) | Q(
+        status=Outbox.Status.SENDING, claimed_until__lt=at
+    )
+
+
+def claim_due(*, limit: int = CLAIM_BATCH) -> list[tuple[int, datetime]]:
+    """Claim up to ``limit`` due rows for this worker: (row id, lease) pairs, highest priority first."""
+    ordered = Outbox.objects.filter(_due()).order_by("-priority", "next_attempt_at", "pk")
+    lease = now() + CLAIM_LEASE
+    if connection.features.has_select_for_update_skip_locked:
+        with transaction.atomic():
+            ids = list(ordered.select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit])
+            Outbox.objects.filter(pk__in=ids).update(status=Outbox.Status.SENDING, claimed_until=lease)
+        return [(pk, lease) for pk in ids]
+    claimed: list[tuple[int, datetime]] = []
+    for pk in ordered.values_list("pk", flat=True)[:limit]:
+        # The row is still due only if no other worker claimed it since we looked: one UPDATE wins.
+        if Outbox.objects.filter(_due(), pk=pk).update(status=Outbox.Status.SENDING, claimed_until=lease):
+            claimed.append((pk, lease))
+    return claimed
+
+
+@dataclass
+class DrainReport:
+    """What one drain did."""
+
+    done: int = 0
+    failed: int = 0
+    retrying: int = 0
+    throttled: int = 0
+    stopped_early: bool = False
+
+
+def send_due(*, budget: float = DRAIN_BUDGET, claim_batch: int = CLAIM_BATCH) -> DrainReport:
+    """Send due rows until none is due or ``budget`` seconds have passed."""
+    report = DrainReport()
+    deadline = time.monotonic() + budget
+    while True:
+        batch = claim_due(limit=claim_batch)
+        if not batch:
+            return report
+        for pk, lease in batch:
+            status = send_claimed(pk, lease)
+            if status == "done":
+                report.done += 1
+            elif status == "failed":
+                report.failed += 1
+            elif status == "throttled":
+                report.throttled += 1
+            elif status == "retrying":
+                report.retrying += 1
+        if time.monotonic() > deadline:
+            report.stopped_early = True
+            return report
+
+
+def _backoff(priority: int, attempts: int) -> timedelta:
+    base = WELCOME_RETRY_BASE if priority >= Priority.WELCOME else RETRY_BASE
+    return min(RETRY_CAP, base * (2 ** max(attempts - 1, 0)))
+
+
+def _priority(value: int) -> Priority:
+    try:
+        return Priority(value)
+    except ValueError:
+        return Priority.BULK
+
+
+def _reason(exc: BaseException) -> tuple[str, int | None]:
+    if isinstance(exc, errors.WeComError):
+        return f"errcode {exc.errcode}: {exc.errmsg}", exc.errcode
+    if isinstance(exc, errors.RateLimited | errors.WeComUnavailable):
+        return str(exc), None
+    # An unexpected failure: its text may quote the payload, so only the type is kept.
+    return f"unexpected {type(exc).__name__}", None
+
+
+def send_claimed(pk: int, lease: datetime) -> str:
+    """Send one claimed row and record the outcome: "done", "failed", "retrying", "throttled" or "lost"."""
+    row = Outbox.objects.select_related("corp").get(pk=pk)
+    spec = WRITE_APIS.get(row.api)
+    priority = _priority(row.priority)
+    mine = Outbox.objects.filter(pk=pk, status=Outbox.Status.SENDING, claimed_until=lease)
+    if spec is None:
+        return _record(mine, row, status=Outbox.Status.FAILED, reason=f"{row.api} is not a WeCom write API")
+    max_wait = DEFAULT_MAX_WAIT[Priority.WELCOME] if priority >= Priority.WELCOME else SEND_MAX_WAIT
+    client = WeComClient(Gateway(row.corp, priority=priority, max_wait=max_wait))
+    try:
+        data = client.transport.call(row.api, method="POST", body=row.payload, idempotent=spec.idempotent)
+    except errors.Throttled as exc:
+        retry_at = exc.retry_at or now() + timedelta(seconds=60)
+        reason, errcode = _reason(exc)
+        updated = mine.update(
+            status=Outbox.Status.PENDING,
+            next_attempt_at=retry_at,
+            claimed_until=None,
+            last_error=reason,
+            errcode=errcode,
+        )
+        log.info("outbox %d %s throttled until %s", pk, row.api, retry_at.isoformat())
+        return "throttled" if updated else "lost"
+    except Exception as exc:
+        reason, errcode = _reason(exc)
+        ambiguous = isinstance(exc, errors.WeComUnavailable) and exc.sent and not spec.idempotent
+        permanent = isinstance(exc, errors.InvalidRequest) or ambiguous
+        if ambiguous:
+            reason = f"outcome unknown, check in WeCom before sending again ({reason})"
+        if not isinstance(exc, errors.WeComError | errors.WeComUnavailable):
+            log.exception("outbox %d %s: unexpected failure", pk, row.api)
+        return _fail_or_retry(mine, row, priority, reason=reason, errcode=errcode, permanent=permanent)
+    result = {k: v for k, v in data.items() if k not in ("errcode", "errmsg")}
+    return _record(mine, row, status=Outbox.Status.DONE, result=result)
+
+
+def _fail_or_retry(
+    mine: Any, row: Outbox, priority: Priority, *, reason: str, errcode: int | None, permanent: bool
+) -> str:
+    attempts = row.attempts + 1
+    max_attempts = int(siyu_setting("WECOM_OUTBOX_MAX_ATTEMPTS"))
+    if permanent or attempts >= max_attempts:
+        return _record(
+            mine, row, status=Outbox.Status.FAILED, reason=reason, errcode=errcode, attempts=attempts
+        )
+    next_at = now() + _backoff(priority, attempts)
+    updated = mine.update(
+        status=Outbox.Status.PENDING,
+        attempts=attempts,
+        next_attempt_at=next_at,
+        claimed_until=None,
+        last_error=reason,
+        errcode=errcode,
+    )
+    log.warning(
+        "outbox %d %s failed (try %d), retrying at %s", row.pk, row.api, attempts, next_at.isoformat()
+    )
+    return "retrying" if updated else "lost"
+
+
+def _record(
+    mine: Any,
+    row: Outbox,
+    *,
+    status: str,
+    reason: str = "",
+    errcode: int | None = None,
+    attempts: int | None = None,
+    result: dict[str, Any] | None = None,
+) -> str:
+    at = now()
+    updated = mine.update(
+        status=status,
+        attempts=attempts if attempts is not None else row.attempts + 1,
+        claimed_until=None,
+        last_error=reason,
+        errcode=errcode,
+        result=result if result is not None else {},
+        sent_at=at if status == Outbox.Status.DONE else None,
+    )
+    if not updated:
+        log.warning("outbox %d %s: claim expired before the outcome was recorded", row.pk, row.api)
+        return "lost"
+    if status == Outbox.Status.FAILED:
+        log.warning("outbox %d %s failed for good: errcode %s", row.pk, row.api, errcode)
+    return str(status)
+
+
+def next_due_at() -> datetime | None:
+    """When the next pending row becomes due, or a claimed row's lease runs out."""
+    pending = Outbox.objects.filter(status=Outbox.Status.PENDING).aggregate(at=Min("next_attempt_at"))["at"]
+    claimed = Outbox.objects.filter(status=Outbox.Status.SENDING).aggregate(at=Min("claimed_until"))["at"]
+    moments = [m for m in (pending, claimed) if m is not None]
+    return min(moments) if moments else None
+
+
+def run_worker_pass() -> DrainReport:
+    """One task's work: drain, then make sure a task runs when the next row becomes due."""
+    report = send_due()
+    if report.stopped_early:
+        dispatch()
+        return report
+    due_at = next_due_at()
+    if due_at is not None:
+        at = max(due_at, now())
+        # One wake-up per distinct second (per process): many rows due at the same moment need one drain.
+        if cache.add(f"siyu:outbox-wake:{at.timestamp():.0f}", 1, timeout=3600):
+            dispatch(run_after=at)
+    return report
+
+
+def write_result(row: Outbox) -> BaseModel:
+    """A done row's WeCom answer as its API's response model (e.g. ``MsgTemplateCreated`` with the msgid)."""
+    if row.status != Outbox.Status.DONE:
+        raise Invalid("the write has not been sent", field="status")
+    return WRITE_APIS[row.api].response.model_validate(row.result)
