@@ -106,7 +106,7 @@ def test_console_session_detail_is_audited_with_the_user(world, book):
 
     # then
     assert response.status_code == 200
-    entry = AuditLog.objects.for_corp(world.corp).get(action="customer.read")
+    entry = AuditLog.objects.for_corp(world.corp).get(action="customer.view")
     assert (entry.user_id, entry.api_key_id, entry.object_id) == (
         world.staff_wang.user_id,
         None,

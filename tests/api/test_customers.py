@@ -281,7 +281,7 @@ def test_detail_read_is_audited_with_the_api_key(world, keys, book):
     # then
     entry = AuditLog.objects.for_corp(world.corp).get()
     assert (entry.action, entry.object_type, entry.object_id) == (
-        "customer.read",
+        "customer.view",
         "customer",
         str(book.wang_only.pk),
     )

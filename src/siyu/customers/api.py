@@ -352,7 +352,7 @@ def get_customer(request: HttpRequest, customer_id: int) -> CustomerDetail:
     )
     audit(
         corp=actor.corp,
-        action="customer.read",
+        action="customer.view",
         object_type="customer",
         object_id=customer.pk,
         user_id=actor.user_id,
