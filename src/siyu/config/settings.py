@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "siyu.corps",
     "siyu.tags",
     "siyu.customers",
+    "siyu.groups",
     "siyu.wecom",
     "siyu.console",
     "siyu.api",
@@ -186,6 +187,32 @@ SIYU = {
     # An outbox write is tried this many times (backoff from 30 s, doubling: about an hour in all) before it is
     # marked failed; throttling (45009 or our own limiter) does not count as a try.
     "WECOM_OUTBOX_MAX_ATTEMPTS": 8,
+    # Callback bodies above this are refused (413): WeCom's events are well under 2 KiB of XML, so 64 KiB
+    # leaves room for any event while bounding what an unauthenticated request can make us read.
+    "WECOM_CALLBACK_MAX_BYTES": 64 * 1024,
+    # The inbox worker claims this many rows at a time: one claim is two queries, so 100 makes the claim cost
+    # negligible next to the handlers' own work.
+    "INBOX_BATCH_SIZE": 100,
+    # A claimed row is the worker's for this long; a worker that died frees its rows after it. Handlers take
+    # milliseconds to seconds (they may wait up to 30 s for WeCom quota), so 5 minutes never cuts one short.
+    "INBOX_LEASE_SECONDS": 300,
+    # One drain task works at most this long, then hands over to a new task (workers stay responsive).
+    "INBOX_RUN_SECONDS": 60.0,
+    # A failing event is retried with backoff from 10 s, doubling, capped at an hour: 10 tries span about 85
+    # minutes, enough to ride out a WeCom or database hiccup, short enough that a real problem shows that day.
+    "INBOX_MAX_ATTEMPTS": int(env("SIYU_INBOX_MAX_ATTEMPTS", "10")),
+    "INBOX_RETRY_BASE_SECONDS": 10.0,
+    "INBOX_RETRY_MAX_SECONDS": 3600.0,
+    # A sync task works this long, then continues in a new task from its checkpoint.
+    "SYNC_RUN_SECONDS": 120.0,
+    # The worker running a sync holds it this long past its last checkpoint; a dead worker's sync is taken
+    # over after it. One batch/get_by_user page takes well under a second, so 2 minutes is ample.
+    "SYNC_LEASE_SECONDS": 120,
+    # A sync that hits a transient WeCom failure retries from its checkpoint this many times (30 s, doubling).
+    "SYNC_MAX_FAILURES": 5,
+    # Reconciliation (a diff against WeCom that repairs missed callbacks) runs this many hours after the last
+    # sync; 0 turns the schedule off. Each run reads every relation once, so a few times a day is plenty.
+    "SYNC_RECONCILE_HOURS": float(env("SIYU_SYNC_RECONCILE_HOURS", "6")),
 }
 # Where WeCom's API lives; point it at the simulator (siyu simulator) for demos and tests.
 WECOM_API_BASE = env("WECOM_API_BASE", "https://qyapi.weixin.qq.com/cgi-bin/")

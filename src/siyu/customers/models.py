@@ -145,6 +145,10 @@ class Event(CorpOwned):
         NOTE_ADDED = "note_added", _("Note added")
         CHATTED = "chatted", _("Chatted")
         TAG_DELETED = "tag_deleted", _("Tag deleted")
+        GROUP_JOINED = "group_joined", _("Joined a customer group")
+        GROUP_LEFT = "group_left", _("Left a customer group")
+        TRANSFER_FAILED = "transfer_failed", _("Transfer failed")
+        ARCHIVE_APPROVED = "archive_approved", _("Agreed to chat archiving")
 
     class Source(models.TextChoices):
         CONSOLE = "console", _("Console")

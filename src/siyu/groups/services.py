@@ -1,0 +1,261 @@
+"""Operations on customer groups: bring a group to the state WeCom reports, dismiss it. The only write path.
+
+WeCom tells us *that* a group changed (``change_external_chat``) and ``groupchat/get`` tells us *what* it is
+now, so every change is applied as "make the group look like this": members present now and not before have
+joined, members gone have left. Each stay is a ``GroupMember`` row; customers get a timeline event for each
+join and leave, with a dedupe key naming the stay, so applying the same state twice records nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from siyu.core.clock import now
+from siyu.core.errors import Invalid
+from siyu.corps.models import Corp, Staff
+from siyu.customers.events import record_event
+from siyu.customers.models import Customer, Event
+from siyu.groups.models import GroupChat, GroupMember
+
+
+@dataclass(frozen=True)
+class GroupMemberInfo:
+    """One member of a group as ``groupchat/get`` lists it."""
+
+    userid: str
+    type: int = GroupMember.Type.EXTERNAL
+    join_time: dt.datetime | None = None
+    join_scene: int = GroupMember.JoinScene.UNKNOWN
+    invitor_userid: str = ""
+    group_nickname: str = ""
+    name: str = ""
+    unionid: str = ""
+
+
+@dataclass(frozen=True)
+class GroupChatInfo:
+    """A group as ``groupchat/get`` reports it. ``inheritance_status`` None keeps the stored one."""
+
+    chat_id: str
+    name: str = ""
+    owner_userid: str = ""
+    notice: str = ""
+    created_at: dt.datetime | None = None
+    admin_userids: Sequence[str] = ()
+    member_version: str = ""
+    inheritance_status: int | None = None
+    members: Sequence[GroupMemberInfo] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class GroupChatChange:
+    """What applying a group's state changed."""
+
+    group: GroupChat
+    created: bool
+    changed: list[str]
+    joined: list[str]
+    left: list[str]
+
+
+def _record_stay_event(
+    member: GroupMember,
+    group: GroupChat,
+    *,
+    kind: str,
+    at: dt.datetime,
+    source: str,
+    extra: Mapping[str, Any],
+) -> None:
+    if member.customer_id is None:
+        return  # not a customer of the corp (an external user no staff member has added): no timeline
+    record_event(
+        corp_id=group.corp_id,
+        customer_id=member.customer_id,
+        kind=kind,
+        source=source,
+        occurred_at=at,
+        payload={
+            "chat_id": group.chat_id,
+            "group": group.name,
+            "group_id": group.pk,
+            "stay_id": member.pk,
+            **({"join_scene": member.join_scene} if kind == Event.Kind.GROUP_JOINED else {}),
+            **({"quit_scene": member.quit_scene} if kind == Event.Kind.GROUP_LEFT else {}),
+            **extra,
+        },
+        dedupe_key=f"{kind}:stay:{member.pk}",
+    )
+
+
+@transaction.atomic
+def apply_group_chat(
+    *,
+    corp: Corp,
+    info: GroupChatInfo,
+    source: str,
+    at: dt.datetime | None = None,
+    quit_scene: int | None = None,
+    payload_extra: Mapping[str, Any] | None = None,
+    sync_run_id: int | None = None,
+) -> GroupChatChange:
+    """Make the group look like ``info``: its fields, and the members who joined or left since last time.
+
+    ``at`` is when the change happened (the callback's CreateTime); leaves are stamped with it and, when the
+    callback said how members left, with ``quit_scene``.
+    """
+    if not info.chat_id or len(info.chat_id) > 64:
+        raise Invalid("chat_id is required (at most 64 characters)", field="chat_id")
+    at = at or now()
+    extra = dict(payload_extra or {})
+    group = GroupChat.objects.for_corp(corp).select_for_update().filter(chat_id=info.chat_id).first()
+    created = group is None
+    if group is None:
+        group = GroupChat(corp=corp, chat_id=info.chat_id)
+    owner = (
+        Staff.objects.for_corp(corp).filter(userid=info.owner_userid).first() if info.owner_userid else None
+    )
+    values: dict[str, Any] = {
+        "name": info.name[:128],
+        "owner_userid": info.owner_userid,
+        "owner_id": owner.pk if owner else None,
+        "notice": info.notice,
+        "admin_userids": list(info.admin_userids),
+        "wecom_created_at": info.created_at or group.wecom_created_at,
+        "member_version": info.member_version,
+    }
+    if info.inheritance_status is not None:
+        values["inheritance_status"] = info.inheritance_status
+    if sync_run_id is not None:
+        values["last_sync_run"] = sync_run_id
+    changed = [k for k, v in values.items() if getattr(group, k) != v]
+    for k in changed:
+        setattr(group, k, values[k])
+    if group.status == GroupChat.Status.DISMISSED:
+        # WeCom answered for the group, so it exists: a dismissal seen earlier was out of order.
+        group.status = GroupChat.Status.ACTIVE
+        group.dismissed_at = None
+        changed += ["status", "dismissed_at"]
+    group.updated_at = now()
+    group.save()
+
+    current = {m.userid: m for m in GroupMember.objects.for_corp(corp).filter(group=group, left_at=None)}
+    listed = {m.userid: m for m in info.members}
+    external_ids = [m.userid for m in info.members if m.type == GroupMember.Type.EXTERNAL]
+    staff_ids = [m.userid for m in info.members if m.type == GroupMember.Type.STAFF]
+    customers = dict(
+        Customer.objects.for_corp(corp)
+        .filter(external_userid__in=external_ids)
+        .values_list("external_userid", "pk")
+    )
+    staff = dict(Staff.objects.for_corp(corp).filter(userid__in=staff_ids).values_list("userid", "pk"))
+
+    joined: list[str] = []
+    for userid, member_info in listed.items():
+        stay = current.get(userid)
+        customer_id = customers.get(userid) if member_info.type == GroupMember.Type.EXTERNAL else None
+        staff_id = staff.get(userid) if member_info.type == GroupMember.Type.STAFF else None
+        if stay is not None:
+            refreshed = {
+                "group_nickname": member_info.group_nickname[:64],
+                "name": member_info.name[:64] or stay.name,
+                "customer_id": customer_id or stay.customer_id,
+                "staff_id": staff_id or stay.staff_id,
+            }
+            dirty = [k for k, v in refreshed.items() if getattr(stay, k) != v]
+            if dirty:
+                for k in dirty:
+                    setattr(stay, k, refreshed[k])
+                stay.save(update_fields=dirty)
+            continue
+        stay = GroupMember.objects.create(
+            corp=corp,
+            group=group,
+            userid=userid,
+            type=member_info.type,
+            staff_id=staff_id,
+            customer_id=customer_id,
+            unionid=member_info.unionid,
+            name=member_info.name[:64],
+            group_nickname=member_info.group_nickname[:64],
+            invitor_userid=member_info.invitor_userid,
+            join_scene=member_info.join_scene,
+            joined_at=member_info.join_time or at,
+        )
+        joined.append(userid)
+        _record_stay_event(
+            stay, group, kind=Event.Kind.GROUP_JOINED, at=stay.joined_at, source=source, extra=extra
+        )
+
+    left: list[str] = []
+    for userid, stay in current.items():
+        if userid in listed:
+            continue
+        stay.left_at = at
+        stay.quit_scene = quit_scene
+        stay.save(update_fields=["left_at", "quit_scene"])
+        left.append(userid)
+        _record_stay_event(stay, group, kind=Event.Kind.GROUP_LEFT, at=at, source=source, extra=extra)
+
+    counts = {
+        "member_count": len(listed),
+        "customer_count": sum(1 for m in info.members if m.type == GroupMember.Type.EXTERNAL),
+    }
+    dirty_counts = [k for k, v in counts.items() if getattr(group, k) != v]
+    if dirty_counts:
+        for k in dirty_counts:
+            setattr(group, k, counts[k])
+        group.save(update_fields=dirty_counts)
+    return GroupChatChange(group=group, created=created, changed=changed, joined=joined, left=left)
+
+
+@transaction.atomic
+def dismiss_group_chat(
+    *,
+    corp: Corp,
+    chat_id: str,
+    source: str,
+    at: dt.datetime | None = None,
+    payload_extra: Mapping[str, Any] | None = None,
+) -> bool:
+    """Mark a group dismissed and end every current stay in it. False if it was already dismissed."""
+    at = at or now()
+    group = GroupChat.objects.for_corp(corp).select_for_update().filter(chat_id=chat_id).first()
+    if group is None:
+        # Never seen (the create was missed): keep a trace so a late, out-of-order refetch is not needed.
+        group = GroupChat.objects.create(corp=corp, chat_id=chat_id[:64])
+    if group.status == GroupChat.Status.DISMISSED:
+        return False
+    group.status = GroupChat.Status.DISMISSED
+    group.dismissed_at = at
+    group.member_count = 0
+    group.customer_count = 0
+    group.updated_at = now()
+    group.save(update_fields=["status", "dismissed_at", "member_count", "customer_count", "updated_at"])
+    extra = {"dismissed": True, **(payload_extra or {})}
+    for stay in GroupMember.objects.for_corp(corp).filter(group=group, left_at=None):
+        stay.left_at = at
+        stay.save(update_fields=["left_at"])
+        _record_stay_event(stay, group, kind=Event.Kind.GROUP_LEFT, at=at, source=source, extra=extra)
+    return True
+
+
+def dismiss_unseen_group_chats(*, corp: Corp, sync_run_id: int, source: str) -> int:
+    """After a full sync listed every group, the groups it did not see are gone; returns how many."""
+    unseen = (
+        GroupChat.objects.for_corp(corp)
+        .filter(status=GroupChat.Status.ACTIVE)
+        .exclude(last_sync_run=sync_run_id)
+        .values_list("chat_id", flat=True)
+    )
+    dismissed = 0
+    for chat_id in list(unseen.iterator()):
+        dismissed += dismiss_group_chat(
+            corp=corp, chat_id=chat_id, source=source, payload_extra={"reconciled": True}
+        )
+    return dismissed
