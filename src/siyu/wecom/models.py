@@ -7,6 +7,7 @@ sync) follows.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -118,3 +119,108 @@ class Outbox(CorpOwned):
 
     def __str__(self) -> str:
         return f"{self.api} {self.idempotency_key} ({self.status})"
+
+
+# --- Inbound half: the callback inbox and syncs -------------------------------------------------------------
+
+
+class InboxEvent(CorpOwned):
+    """A callback as WeCom delivered it, on disk before it was acknowledged; the worker turns it into changes.
+
+    ``dedupe_key`` is the sha1 of the decrypted XML: WeCom redelivers the same message up to three times and
+    every customer-contact event has ``FromUserName=sys``, so only the whole message tells redeliveries apart
+    (wecom-api.md §2.5). Rows sharing an ``ordering_key`` (one customer, one group, the tags, the org chart)
+    are worked strictly in arrival order; different keys in parallel.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        PROCESSING = "processing", _("Processing")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+        IGNORED = "ignored", _("Ignored")
+
+    dedupe_key = models.CharField(max_length=40)
+    event = models.CharField(max_length=64, blank=True, default="")  # Event (or MsgType when not an event)
+    change_type = models.CharField(max_length=64, blank=True, default="")
+    ordering_key = models.CharField(max_length=160, blank=True, default="")
+    message = models.TextField(blank=True, default="")  # the decrypted XML (events only; see receiver)
+    event_time = models.DateTimeField(null=True, blank=True)  # the message's CreateTime
+    received_at = models.DateTimeField(default=now)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.IntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=now)
+    # A claimed row whose worker died is claimable again after ``locked_until``; ``claim`` names the claimer.
+    claim = models.CharField(max_length=32, blank=True, default="")
+    locked_until = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=200, blank=True, default="")
+    last_error = models.TextField(blank=True, default="")
+
+    objects = CorpManager["InboxEvent"]()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["corp", "dedupe_key"], name="wecom_inbox_unique_dedupe")
+        ]
+        indexes = [
+            # The worker's scan and the per-key ordering check only ever look at open rows: partial indexes
+            # stay small however many done rows accumulate.
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                condition=models.Q(status__in=["pending", "processing"]),
+                name="wecom_inbox_open",
+            ),
+            models.Index(
+                fields=["corp", "ordering_key", "id"],
+                condition=models.Q(status__in=["pending", "processing"]),
+                name="wecom_inbox_open_key",
+            ),
+            models.Index(fields=["corp", "status", "-id"], name="wecom_inbox_corp_status"),
+        ]
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.event}/{self.change_type} {self.dedupe_key[:8]} ({self.status})"
+
+
+class SyncRun(CorpOwned):
+    """One full sync or reconciliation of a corp with WeCom: stage, resumable checkpoint, counts, outcome."""
+
+    class Kind(models.TextChoices):
+        FULL = "full", _("Full sync")
+        RECONCILE = "reconcile", _("Reconciliation")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    stage = models.CharField(max_length=20, blank=True, default="")
+    # Where to resume: the stage's position (userid chunk, cursor, phase…); committed with the work it covers.
+    checkpoint = models.JSONField(default=dict, blank=True)
+    counts = models.JSONField(default=dict, blank=True)  # what WeCom had: departments, staff, customers…
+    repairs = models.JSONField(default=dict, blank=True)  # what had to change here: added, deleted, tags…
+    error = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=now)
+    # A scheduled reconciliation waits until then.
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The worker running it holds it until ``lease_until`` and extends that as it goes; a run whose worker
+    # died is taken over from its checkpoint once the lease has passed.
+    lease_owner = models.CharField(max_length=32, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    objects = CorpManager["SyncRun"]()
+
+    class Meta:
+        indexes = [models.Index(fields=["corp", "status", "-created_at"], name="wecom_syncrun_corp_status")]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} sync {self.pk} ({self.status})"
