@@ -115,17 +115,23 @@ def cmd_seed(args: argparse.Namespace) -> int:
     _setup_django()
     from django.core.management import call_command
 
+    from siyu.core.errors import DomainError
     from siyu.corps.seed import seed
 
+    if args.customers < 0:
+        return _fail("--customers must be 0 or more")
     _data_dir()
     call_command("migrate", interactive=False, verbosity=0)
-    report = seed(
-        customers=args.customers,
-        seed_value=args.seed,
-        corpid=args.corpid,
-        name=args.name,
-        progress=not args.quiet,
-    )
+    try:
+        report = seed(
+            customers=args.customers,
+            seed_value=args.seed,
+            corpid=args.corpid,
+            name=args.name,
+            progress=not args.quiet,
+        )
+    except DomainError as exc:  # e.g. the corp already exists: say so, exit 2
+        return _fail(exc.message)
     print(report.summary())
     return 0
 

@@ -1,33 +1,53 @@
 """Demo data: a realistic corp with departments, staff, tags, customers, relations and 90 days of timeline.
 
-Deterministic for a seed. Customers are written in batches with ``bulk_create`` so memory stays bounded at any
-size (one batch of customers, their relations, tags and events is in memory at a time).
+Deterministic for a seed: the same ``seed_value`` and ``until`` give the same names, relations, tags and
+events (ids and the corp differ). The small structure (departments, staff, tags) goes through the ORM; the
+bulk (customers, relations, relation and customer tags, events) is generated as plain row tuples, a batch at
+a time, and written with ``COPY`` on PostgreSQL or ``executemany`` on SQLite. Every derived column (search
+text, the list's sort key, the per-customer tag view) is computed before the insert, so each row is written
+once.
+Memory stays bounded at any size: one batch of rows is in memory at a time.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import json
 import random
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from django.db import transaction
+from django.db import connection, models, transaction
 
 from siyu.core.clock import now
+from siyu.core.errors import Conflict
 from siyu.corps.models import Corp, Department, Staff, StaffDepartment
 from siyu.corps.services import create_corp
-from siyu.customers.models import CustomField, Customer, Event, FollowRelation
-from siyu.customers.services import build_search_text
+from siyu.customers.models import Customer, CustomField, Event, FollowRelation
 from siyu.tags.models import CustomerTag, RelationTag, Tag, TagGroup
 
 DEMO_CORPID = "wwsiyudemo0000001"
 DEMO_NAME = "思域示范企业"
-# 1,000 customers per batch: ~6k relations/tags/events rows per bulk insert, a few MB of Python objects.
-BATCH = 1000
+# 5,000 customers per batch is ~150k rows (≈ 60 MB of tuples): large enough that the per-statement cost of
+# COPY is noise, small enough that memory stays flat at a million customers.
+BATCH = 5000
+# On SQLite a transaction's pages stay in the WAL until commit; committing every 50,000 customers keeps the
+# WAL file to a few hundred MB. PostgreSQL writes the whole seed in one transaction (all or nothing).
+SQLITE_COMMIT_EVERY = 50_000
 
-SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
-GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉兰萍红娥玲芬燕彬鹏辉浩宇欣怡子涵梓萱雨泽思远佳琪嘉怡晨阳一诺俊熙"
+SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏"
+    "吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱"
+    "严覃武戴莫孔向汤"
+)
+GIVEN = (
+    "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉兰萍红娥玲芬燕彬鹏辉浩宇欣怡子涵梓萱"
+    "雨泽思远佳琪嘉怡晨阳一诺俊熙"
+)
 TAG_GROUPS: list[tuple[str, list[str]]] = [
     ("地区", ["北京", "上海", "广州", "深圳", "杭州", "成都", "武汉", "南京"]),
     ("性别", ["男", "女"]),
@@ -45,8 +65,13 @@ DEPARTMENTS: list[tuple[int, str, int | None]] = [
     (6, "客户服务部", 1),
     (7, "市场部", 1),
 ]
+STAFF_COUNT = 30
 STATES = ["ch_store", "ch_ad", "ch_referral", "ch_expo", "ch_mp", ""]  # contact-way states (channels)
 ADD_WAYS = [1, 1, 1, 2, 3, 16, 201]  # scan QR (most), search mobile, card share, …, assigned
+MOBILE_PREFIXES = ("138", "139", "186", "158", "177", "135")
+REMARK_SUFFIXES = ["门店", "老客", "团购", "活动", "咨询"]
+COMPANIES = ["腾讯", "阿里巴巴", "字节跳动", "美团", "京东"]
+MEMBER_LEVELS = ["普通会员", "银卡", "金卡", "钻石"]
 DAYS = 90
 
 
@@ -58,23 +83,244 @@ class SeedReport:
     tags: int
     events: int
     seconds: float
+    customer_tags: int = 0
+
+    @property
+    def rows(self) -> int:
+        return self.customers + self.relations + self.tags + self.customer_tags + self.events
 
     def summary(self) -> str:
         rate = self.customers / self.seconds if self.seconds else 0
-        rows = self.customers + self.relations + self.tags + self.events
         return (
-            f"seeded {self.corp.name}: {self.customers} customers, {self.relations} relations, "
-            f"{self.tags} relation tags, {self.events} events in {self.seconds:.1f} s "
-            f"({rate:,.0f} customers/s, {rows / self.seconds if self.seconds else 0:,.0f} rows/s)"
+            f"seeded {self.corp.name} ({self.corp.corpid}): {self.customers:,} customers, "
+            f"{self.relations:,} relations, {self.tags:,} relation tags, "
+            f"{self.customer_tags:,} customer tags, "
+            f"{self.events:,} events in {self.seconds:.1f} s "
+            f"({rate:,.0f} customers/s, {self.rows / self.seconds if self.seconds else 0:,.0f} rows/s)"
         )
+
+
+# --- writers: how a batch of row tuples reaches the database ------------------------------------------------
+
+
+def columns(model: type[models.Model], names: Sequence[str]) -> list[str]:
+    """Database column names of ``names`` (field names) on ``model``."""
+    return [str(_concrete_field(model, n).column) for n in names]
+
+
+def _concrete_field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    found = model._meta.get_field(name)
+    if not isinstance(found, models.Field) or found.column is None:
+        raise ValueError(f"{model.__name__}.{name} is not a concrete field")
+    return found
+
+
+CUSTOMER_FIELDS = [
+    "id", "corp", "external_userid", "unionid", "name", "avatar", "gender", "type", "corp_name",
+    "corp_full_name", "custom_fields", "last_added_at", "search_text", "created_at", "updated_at",
+]  # fmt: skip
+RELATION_FIELDS = [
+    "id", "corp", "customer", "staff", "remark", "description", "remark_corp_name", "remark_mobiles",
+    "add_way", "state", "oper_userid", "added_at", "status", "status_changed_at",
+]  # fmt: skip
+RELATION_TAG_FIELDS = ["corp", "relation", "tag", "customer", "created_at"]
+CUSTOMER_TAG_FIELDS = ["corp", "customer", "tag"]
+EVENT_FIELDS = [
+    "corp", "customer", "staff", "kind", "occurred_at", "source", "payload", "dedupe_key", "recorded_at",
+]  # fmt: skip
+TABLES: list[tuple[type[models.Model], list[str]]] = [
+    (Customer, CUSTOMER_FIELDS),
+    (FollowRelation, RELATION_FIELDS),
+    (RelationTag, RELATION_TAG_FIELDS),
+    (CustomerTag, CUSTOMER_TAG_FIELDS),
+    (Event, EVENT_FIELDS),
+]
+
+
+class Writer:
+    """Writes row tuples (field order of ``TABLES``) and hands out primary keys for rows that need one."""
+
+    commit_every: int | None = None  # customers per transaction; None: one transaction for the whole seed
+
+    def __init__(self, timestamp: Callable[[int], Any]) -> None:
+        self._pools: dict[type[models.Model], list[int]] = {}
+        # The value to write for a DateTimeField at epoch seconds (UTC).
+        self.timestamp = timestamp
+
+    def next_id(self, model: type[models.Model]) -> int:
+        pool = self._pools.setdefault(model, [])
+        if not pool:
+            pool.extend(reversed(self.reserve_ids(model, BATCH * 2)))
+        return pool.pop()
+
+    def reset_ids(self) -> None:
+        self._pools.clear()
+
+    def prepare(self) -> None:
+        """Tune the connection for a bulk load (once, before the first write)."""
+
+    def transaction_started(self) -> None:
+        """Called first thing inside each of the seed's transactions."""
+
+    def reserve_ids(self, model: type[models.Model], n: int) -> list[int]:
+        raise NotImplementedError
+
+    def write(self, model: type[models.Model], fields: list[str], rows: list[tuple[Any, ...]]) -> None:
+        raise NotImplementedError
+
+    def json(self, text: str) -> Any:
+        """The value to write for a JSONField whose JSON text is ``text``."""
+        return text
+
+
+class _TimestampText:
+    """'YYYY-MM-DD HH:MM:SS' (+ suffix) for epoch seconds, from two lookup tables, not a strftime per row."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+        self.days: dict[int, str] = {}
+        self.clock = [f" {s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}{suffix}" for s in range(86400)]
+
+    def __call__(self, epoch_seconds: int) -> str:
+        day, second = divmod(epoch_seconds, 86400)
+        prefix = self.days.get(day)
+        if prefix is None:
+            prefix = self.days[day] = (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
+        return prefix + self.clock[second]
+
+
+class PostgresWriter(Writer):
+    """COPY into each table; ids come from the tables' own sequences, so concurrent writers never collide."""
+
+    def __init__(self) -> None:
+        super().__init__(_TimestampText("+00"))
+
+    def transaction_started(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('is_superuser') = 'on'")
+            if cursor.fetchone()[0]:
+                # Django's foreign keys are deferred, so every COPY'd row queues a trigger that re-reads its
+                # parents at commit: about half of the load time. The seed writes parents before children
+                # from ids it has just reserved, so the data is consistent by construction (the seed's tests
+                # check that no row is orphaned); "replica" skips those triggers for this transaction only.
+                # It needs a superuser; any other role loads with the checks.
+                cursor.execute("SET LOCAL session_replication_role = replica")
+
+    def reserve_ids(self, model: type[models.Model], n: int) -> list[int]:
+        table = model._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, n]
+            )
+            return [row[0] for row in cursor.fetchall()]
+
+    def write(self, model: type[models.Model], fields: list[str], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        names = ", ".join(f'"{c}"' for c in columns(model, fields))
+        raw = connection.connection  # the psycopg 3 connection under Django's, in the same transaction
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f'COPY "{model._meta.db_table}" ({names}) FROM STDIN') as copy,
+        ):
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
+
+
+class SqliteWriter(Writer):
+    """executemany in large transactions; ids continue from the table's highest (we hold the write lock)."""
+
+    commit_every = SQLITE_COMMIT_EVERY
+
+    def __init__(self) -> None:
+        super().__init__(_TimestampText(""))
+        self._next: dict[type[models.Model], int] = {}
+
+    def reset_ids(self) -> None:
+        super().reset_ids()
+        self._next.clear()
+
+    def prepare(self) -> None:
+        with connection.cursor() as cursor:
+            # A 256 MiB page cache for this connection: the indexes of a large seed stop spilling to the OS
+            # between batches (SQLite's default cache is 2 MiB).
+            cursor.execute("PRAGMA cache_size = -262144")
+
+    def reserve_ids(self, model: type[models.Model], n: int) -> list[int]:
+        if model not in self._next:
+            table = model._meta.db_table
+            with connection.cursor() as cursor:
+                cursor.execute(f'SELECT MAX("id") FROM "{table}"')  # noqa: S608 - table name from the model
+                highest = cursor.fetchone()[0] or 0
+                cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
+                row = cursor.fetchone()
+            self._next[model] = max(highest, row[0] if row else 0) + 1
+        first = self._next[model]
+        self._next[model] = first + n
+        return list(range(first, first + n))
+
+    def write(self, model: type[models.Model], fields: list[str], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        names = ", ".join(f'"{c}"' for c in columns(model, fields))
+        marks = ", ".join(["%s"] * len(fields))
+        with connection.cursor() as cursor:
+            cursor.executemany(f'INSERT INTO "{model._meta.db_table}" ({names}) VALUES ({marks})', rows)  # noqa: S608
+
+
+class OrmWriter(Writer):
+    """The plain Django way: model instances and ``bulk_create``. The benchmark's baseline only."""
+
+    commit_every = BATCH
+
+    def __init__(self) -> None:
+        super().__init__(lambda epoch_seconds: dt.datetime.fromtimestamp(epoch_seconds, tz=dt.UTC))
+        self._inner = PostgresWriter() if connection.vendor == "postgresql" else SqliteWriter()
+
+    def reset_ids(self) -> None:
+        super().reset_ids()
+        self._inner.reset_ids()
+
+    def reserve_ids(self, model: type[models.Model], n: int) -> list[int]:
+        return self._inner.reserve_ids(model, n)
+
+    def json(self, text: str) -> Any:
+        return json.loads(text)
+
+    def write(self, model: type[models.Model], fields: list[str], rows: list[tuple[Any, ...]]) -> None:
+        attnames = [_concrete_field(model, n).attname for n in fields]
+        model._default_manager.bulk_create([model(**dict(zip(attnames, row, strict=True))) for row in rows])
+
+
+def writer_for_connection() -> Writer:
+    return PostgresWriter() if connection.vendor == "postgresql" else SqliteWriter()
+
+
+# --- the structure: departments, staff, tags, custom fields (small, through the ORM) ------------------------
+
+
+def _below(rng: random.Random) -> Callable[[int], int]:
+    """``n ↦ a number in [0, n)``: one random() per draw, much cheaper than ``randrange`` in the hot loop."""
+    rand = rng.random
+    return lambda n: int(rand() * n)
 
 
 def _name(rng: random.Random) -> str:
     return rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2, 2))))
 
 
-def _mobile(rng: random.Random) -> str:
-    return rng.choice(("138", "139", "186", "158", "177", "135")) + f"{rng.randrange(10**8):08d}"
+def _namer(rng: random.Random) -> Callable[[], str]:
+    """Chinese names: a surname and one or (more often) two given-name characters."""
+    rand = rng.random
+    surnames, given = SURNAMES, GIVEN
+    n_surnames, n_given = len(surnames), len(given)
+
+    def name() -> str:
+        first = surnames[int(rand() * n_surnames)] + given[int(rand() * n_given)]
+        return first + given[int(rand() * n_given)] if rand() < 2 / 3 else first
+
+    return name
 
 
 @transaction.atomic
@@ -82,185 +328,287 @@ def _structure(corp: Corp, rng: random.Random) -> tuple[list[Staff], dict[str, l
     departments: dict[int, Department] = {}
     for wecom_id, name, parent in DEPARTMENTS:
         departments[wecom_id] = Department.objects.create(
-            corp=corp, wecom_id=wecom_id, name=name, parent=departments.get(parent) if parent else None, order=wecom_id
+            corp=corp,
+            wecom_id=wecom_id,
+            name=name,
+            parent=departments.get(parent) if parent else None,
+            order=wecom_id,
         )
     staff: list[Staff] = []
     leaf_departments = [3, 3, 4, 4, 5, 5, 6, 7]
-    for i in range(30):
+    for i in range(STAFF_COUNT):
         dept = departments[leaf_departments[i % len(leaf_departments)]]
         member = Staff.objects.create(
             corp=corp,
             userid=f"staff{i + 1:03d}",
             name=_name(rng),
             main_department=dept,
-            status=Staff.Status.RESIGNED if i == 29 else Staff.Status.ACTIVE,
-            has_contact_permission=i < 28,
+            status=Staff.Status.RESIGNED if i == STAFF_COUNT - 1 else Staff.Status.ACTIVE,
+            has_contact_permission=i < STAFF_COUNT - 2,
         )
         StaffDepartment.objects.create(corp=corp, staff=member, department=dept)
         staff.append(member)
     tags: dict[str, list[Tag]] = {}
     for g_order, (group_name, names) in enumerate(TAG_GROUPS, start=1):
-        group = TagGroup.objects.create(corp=corp, name=group_name, order=g_order, wecom_group_id=f"et_g{g_order:03d}")
+        group = TagGroup.objects.create(
+            corp=corp, name=group_name, order=g_order, wecom_group_id=f"et_g{g_order:03d}"
+        )
         tags[group_name] = [
-            Tag.objects.create(corp=corp, group=group, name=n, order=i, wecom_tag_id=f"et_t{g_order:03d}_{i:03d}")
+            Tag.objects.create(
+                corp=corp, group=group, name=n, order=i, wecom_tag_id=f"et_t{g_order:03d}_{i:03d}"
+            )
             for i, n in enumerate(names, start=1)
         ]
     CustomField.objects.create(corp=corp, key="birthday", label="生日", kind=CustomField.Kind.DATE, order=1)
     CustomField.objects.create(
-        corp=corp, key="member_level", label="会员等级", kind=CustomField.Kind.CHOICE,
-        choices=["普通会员", "银卡", "金卡", "钻石"], order=2,
+        corp=corp,
+        key="member_level",
+        label="会员等级",
+        kind=CustomField.Kind.CHOICE,
+        choices=MEMBER_LEVELS,
+        order=2,
     )
     CustomField.objects.create(corp=corp, key="city", label="所在城市", kind=CustomField.Kind.TEXT, order=3)
     return staff, tags
 
 
+# --- the bulk: customers and everything hanging off them ----------------------------------------------------
+
+
+@dataclass
+class _Rows:
+    customers: list[tuple[Any, ...]] = field(default_factory=list)
+    relations: list[tuple[Any, ...]] = field(default_factory=list)
+    relation_tags: list[tuple[Any, ...]] = field(default_factory=list)
+    customer_tags: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def by_table(self) -> list[list[tuple[Any, ...]]]:
+        return [self.customers, self.relations, self.relation_tags, self.customer_tags, self.events]
+
+
+def _weighted(rng: random.Random, weights: Sequence[float]) -> Callable[[], int]:
+    """A picker of an index with the given weights (bisect on the cumulative sum: one random() per pick)."""
+    cumulative: list[float] = []
+    total = 0.0
+    for w in weights:
+        total += w
+        cumulative.append(total)
+    rand = rng.random
+    last = len(cumulative) - 1
+    return lambda: min(bisect.bisect(cumulative, rand() * total), last)
+
+
+class _Generator:
+    """Turns the random stream into rows. Only ``rng`` decides content; ids come from the writer."""
+
+    def __init__(
+        self,
+        *,
+        corp: Corp,
+        rng: random.Random,
+        staff: list[Staff],
+        tags: dict[str, list[Tag]],
+        until: dt.datetime,
+    ) -> None:
+        self.corp_id = corp.pk
+        self.rng = rng
+        self.staff = [s for s in staff if s.has_contact_permission]
+        # Staff are not equally busy: a few front-line members carry most customers (Pareto-like weights).
+        self.pick_staff = _weighted(rng, [1.0 / (i + 1) ** 0.7 for i in range(len(self.staff))])
+        self.pick_relations = _weighted(rng, (70, 22, 8))  # 1, 2 or 3 staff relations
+        self.pick_level = _weighted(rng, (5, 20, 60, 15))
+        self.pick_lifecycle = _weighted(rng, (30, 40, 15, 15))
+        self.tags = tags
+        self.tag_json = {t.pk: json.dumps(t.name) for group in tags.values() for t in group}
+        self.end = int(until.timestamp())
+        self.start = self.end - DAYS * 86400
+
+    def batch(self, writer: Writer, offset: int, size: int) -> _Rows:
+        rng = self.rng
+        rand = rng.random
+        below = _below(rng)
+        new_name = _namer(rng)
+        sample = rng.sample
+        ts = writer.timestamp
+        as_json = writer.json
+        corp_id = self.corp_id
+        staff = [(s.pk, s.userid) for s in self.staff]
+        tag_ids = {group: [t.pk for t in tags] for group, tags in self.tags.items()}
+        regions, genders, interests = tag_ids["地区"], tag_ids["性别"], tag_ids["兴趣"]
+        levels, channels, lifecycles = tag_ids["客户等级"], tag_ids["来源渠道"], tag_ids["生命周期"]
+        tag_json = self.tag_json
+        span = self.end - self.start
+        end = self.end
+        active = FollowRelation.Status.ACTIVE.value
+        deleted_statuses = [
+            FollowRelation.Status.DELETED_BY_CUSTOMER.value,
+            FollowRelation.Status.DELETED_BY_STAFF.value,
+        ]
+        added_kind, tagged_kind, chatted_kind = (
+            Event.Kind.ADDED.value,
+            Event.Kind.TAGGED.value,
+            Event.Kind.CHATTED.value,
+        )
+        source = Event.Source.SEED.value
+        rows = _Rows()
+        customers, relations, relation_tags = rows.customers, rows.relations, rows.relation_tags
+        customer_tags, events = rows.customer_tags, rows.events
+        for i in range(offset, offset + size):
+            customer_id = writer.next_id(Customer)
+            external_userid = f"wmdemo{i:09d}"
+            gender = (1, 2, 2, 0)[below(4)]
+            first_add = self.start + below(span - 86400)  # the newest customer arrives a day before the end
+            followers = list(
+                dict.fromkeys(staff[self.pick_staff()] for _ in range(self.pick_relations() + 1))
+            )
+            name = new_name()
+            unionid = f"ozdemo{i:09d}" if rand() < 0.6 else ""
+            kind = 1 if rand() < 0.93 else 2
+            corp_name = "" if rand() < 0.9 else COMPANIES[below(len(COMPANIES))]
+            custom_fields = (
+                json.dumps({"member_level": MEMBER_LEVELS[below(len(MEMBER_LEVELS))]})
+                if rand() < 0.4
+                else "{}"
+            )
+            search_parts = [name, external_userid]
+            on_customer: dict[int, None] = {}
+            added_at = last_added = first_add
+            for staff_id, userid in followers:
+                relation_id = writer.next_id(FollowRelation)
+                deleted = rand() < 0.08
+                state = STATES[below(len(STATES))]
+                mobiles = [MOBILE_PREFIXES[below(6)] + f"{below(10**8):08d}"] if rand() < 0.5 else []
+                remark = f"{name}-{REMARK_SUFFIXES[below(5)]}" if rand() < 0.6 else ""
+                add_way = ADD_WAYS[below(len(ADD_WAYS))]
+                oper_userid = userid if rand() < 0.3 else ""
+                status, changed_at = active, None
+                if deleted:
+                    status = deleted_statuses[below(2)]
+                    changed_at = min(end, added_at + 86400 * (1 + below(29)))
+                added_text = ts(added_at)
+                # Dedupe keys start with the zero-padded relation id: they sort in insertion order, so the
+                # unique (corp, dedupe_key) index grows at its right edge instead of splitting pages all over.
+                key = f"seed:{relation_id:012d}"
+                relations.append((
+                    relation_id, corp_id, customer_id, staff_id, remark, "", "",
+                    as_json(json.dumps(mobiles)), add_way, state, oper_userid, added_text, status,
+                    None if changed_at is None else ts(changed_at),
+                ))  # fmt: skip
+                search_parts.append(remark)
+                search_parts.extend(mobiles)
+                events.append((
+                    corp_id, customer_id, staff_id, added_kind, added_text, source,
+                    as_json(f'{{"add_way": {add_way}, "state": "{state}", "relation_id": {relation_id}}}'),
+                    f"{key}:added", added_text,
+                ))  # fmt: skip
+                chosen = [regions[below(len(regions))]]
+                if gender in (1, 2):
+                    chosen.append(genders[gender - 1])
+                chosen += sample(interests, k=(0, 1, 1, 2, 3)[below(5)])
+                chosen.append(levels[self.pick_level()])
+                if rand() < 0.7:
+                    chosen.append(channels[below(len(channels))])
+                chosen.append(lifecycles[self.pick_lifecycle()])
+                for n, tag_id in enumerate(chosen):
+                    relation_tags.append((corp_id, relation_id, tag_id, customer_id, added_text))
+                    on_customer[tag_id] = None
+                    at = ts(added_at + 300 + 60 * n)
+                    events.append((
+                        corp_id, customer_id, staff_id, tagged_kind, at, source,
+                        as_json(
+                            f'{{"tag_id": {tag_id}, "tag": {tag_json[tag_id]}, "relation_id": {relation_id}}}'
+                        ),
+                        f"{key}:tagged:{tag_id}", at,
+                    ))  # fmt: skip
+                for c in range((0, 1, 2, 4)[below(4)]):
+                    at = ts(min(end, added_at + 3600 * (1 + below(24 * 30 - 1))))
+                    events.append((
+                        corp_id, customer_id, staff_id, chatted_kind, at, source,
+                        as_json(f'{{"messages": {1 + below(29)}}}'), f"{key}:chatted:{c}", at,
+                    ))  # fmt: skip
+                if changed_at is not None:
+                    at = ts(changed_at)
+                    events.append((
+                        corp_id, customer_id, staff_id, status, at, source,
+                        as_json(f'{{"relation_id": {relation_id}}}'), f"{key}:{status}", at,
+                    ))  # fmt: skip
+                last_added = max(last_added, added_at)
+                # the next staff member adds them hours to weeks later (never after the end, minus an hour
+                # for the tag events)
+                added_at = min(end - 3600, added_at + 3600 * (1 + below(24 * 20 - 1)))
+            customer_tags.extend((corp_id, customer_id, tag_id) for tag_id in on_customer)
+            # As customers.services.build_search_text: name, external_userid, remarks, remark mobiles.
+            search_text = " ".join(p for p in search_parts if p).lower()
+            first_text = ts(first_add)
+            customers.append((
+                customer_id, corp_id, external_userid, unionid, name, "", gender, kind, corp_name, "",
+                as_json(custom_fields), ts(last_added), search_text, first_text, first_text,
+            ))  # fmt: skip
+        return rows
+
+
+def _default_until() -> dt.datetime:
+    """The end of the demo's 90 days: the current hour, so seeds within the same hour are identical."""
+    return now().replace(minute=0, second=0, microsecond=0)
+
+
 def seed(
-    *, customers: int, seed_value: int = 1, corpid: str | None = None, name: str | None = None, progress: bool = False
+    *,
+    customers: int,
+    seed_value: int = 1,
+    corpid: str | None = None,
+    name: str | None = None,
+    progress: bool = False,
+    until: dt.datetime | None = None,
+    writer: Writer | None = None,
 ) -> SeedReport:
-    """Build a demo corp with ``customers`` customers; the same seed gives the same data."""
+    """Build a demo corp with ``customers`` customers; the same seed (and ``until``) gives the same data."""
+    if customers < 0:
+        raise ValueError("customers must be 0 or more")
+    corpid = corpid or DEMO_CORPID
+    if Corp.objects.filter(corpid=corpid).exists():
+        raise Conflict(f"a corp with corpid {corpid} already exists; pass another --corpid to seed a new one")
     started = time.monotonic()
     rng = random.Random(seed_value)
-    corp = create_corp(name=name or DEMO_NAME, corpid=corpid or DEMO_CORPID)
+    writer = writer or writer_for_connection()
+    writer.reset_ids()
+    writer.prepare()
+    corp = create_corp(name=name or DEMO_NAME, corpid=corpid)
     staff, tags = _structure(corp, rng)
-    contact_staff = [s for s in staff if s.has_contact_permission]
-    # Staff are not equally busy: a few front-line members carry most customers (Pareto-like weights).
-    weights = [1.0 / (i + 1) ** 0.7 for i in range(len(contact_staff))]
-    end = now().replace(microsecond=0)
-    start = end - dt.timedelta(days=DAYS)
-    counts = {"customers": 0, "relations": 0, "tags": 0, "events": 0}
-    for batch_start in range(0, customers, BATCH):
-        size = min(BATCH, customers - batch_start)
-        _seed_batch(corp, rng, batch_start, size, contact_staff, weights, tags, start, counts)
-        if progress and (batch_start // BATCH) % 10 == 9 or progress and batch_start + size == customers:
-            done = batch_start + size
-            print(f"  {done:,}/{customers:,} customers ({done * 100 // max(customers, 1)}%)", file=sys.stderr, flush=True)
+    generator = _Generator(corp=corp, rng=rng, staff=staff, tags=tags, until=until or _default_until())
+    counts = [0] * len(TABLES)
+    per_transaction = writer.commit_every or max(customers, 1)
+    done = 0
+    last_report = 0.0
+    while done < customers:
+        chunk_end = min(customers, done + per_transaction)
+        with transaction.atomic():
+            writer.transaction_started()
+            while done < chunk_end:
+                size = min(BATCH, chunk_end - done)
+                rows = generator.batch(writer, done, size)
+                for n, ((model, fields), table_rows) in enumerate(zip(TABLES, rows.by_table(), strict=True)):
+                    writer.write(model, fields, table_rows)
+                    counts[n] += len(table_rows)
+                done += size
+                del rows
+                if progress and (time.monotonic() - last_report > 2 or done == customers):
+                    last_report = time.monotonic()
+                    elapsed = last_report - started
+                    print(
+                        f"  {done:,}/{customers:,} customers ({done * 100 // max(customers, 1)}%, "
+                        f"{done / elapsed if elapsed else 0:,.0f}/s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        writer.reset_ids()  # SQLite's ids are only ours while we hold the write lock
     return SeedReport(
         corp=corp,
-        customers=counts["customers"],
-        relations=counts["relations"],
-        tags=counts["tags"],
-        events=counts["events"],
+        customers=counts[0],
+        relations=counts[1],
+        tags=counts[2],
+        customer_tags=counts[3],
+        events=counts[4],
         seconds=time.monotonic() - started,
     )
-
-
-@transaction.atomic
-def _seed_batch(
-    corp: Corp,
-    rng: random.Random,
-    offset: int,
-    size: int,
-    staff: list[Staff],
-    weights: list[float],
-    tags: dict[str, list[Tag]],
-    start: dt.datetime,
-    counts: dict[str, int],
-) -> None:
-    span = DAYS * 86400
-    plans = []
-    new_customers = []
-    for i in range(offset, offset + size):
-        gender = rng.choice((1, 2, 2, 0))
-        first_add = start + dt.timedelta(seconds=rng.randrange(span))
-        n_rel = rng.choices((1, 2, 3), weights=(70, 22, 8))[0]
-        followers = list(dict.fromkeys(rng.choices(staff, weights=weights, k=n_rel)))
-        customer = Customer(
-            corp=corp,
-            external_userid=f"wmdemo{i:09d}",
-            unionid=f"ozdemo{i:09d}" if rng.random() < 0.6 else "",
-            name=_name(rng),
-            gender=gender,
-            type=1 if rng.random() < 0.93 else 2,
-            corp_name="" if rng.random() < 0.9 else rng.choice(["腾讯", "阿里巴巴", "字节跳动", "美团", "京东"]),
-            custom_fields={"member_level": rng.choice(["普通会员", "银卡", "金卡", "钻石"])}
-            if rng.random() < 0.4
-            else {},
-            last_added_at=first_add,
-            created_at=first_add,
-            updated_at=first_add,
-        )
-        new_customers.append(customer)
-        plans.append((customer, followers, first_add, gender))
-    Customer.objects.bulk_create(new_customers, batch_size=BATCH)
-    relations: list[FollowRelation] = []
-    relation_plan = []
-    events: list[Event] = []
-    for customer, followers, first_add, gender in plans:
-        added_at = first_add
-        for member in followers:
-            deleted = rng.random() < 0.08
-            state = rng.choice(STATES)
-            mobiles = [_mobile(rng)] if rng.random() < 0.5 else []
-            remark = f"{customer.name}-{rng.choice(['门店', '老客', '团购', '活动', '咨询'])}" if rng.random() < 0.6 else ""
-            status = FollowRelation.Status.ACTIVE
-            changed_at = None
-            if deleted:
-                status = rng.choice([FollowRelation.Status.DELETED_BY_CUSTOMER, FollowRelation.Status.DELETED_BY_STAFF])
-                changed_at = min(now(), added_at + dt.timedelta(days=rng.randrange(1, 30)))
-            relation = FollowRelation(
-                corp=corp, customer=customer, staff=member, remark=remark, remark_mobiles=mobiles,
-                add_way=rng.choice(ADD_WAYS), state=state, oper_userid=member.userid if rng.random() < 0.3 else "",
-                added_at=added_at, status=status, status_changed_at=changed_at,
-            )
-            relations.append(relation)
-            chosen: list[Tag] = [rng.choice(tags["地区"])]
-            if gender in (1, 2):
-                chosen.append(tags["性别"][gender - 1])
-            chosen += rng.sample(tags["兴趣"], k=rng.choice((0, 1, 1, 2, 3)))
-            chosen.append(rng.choices(tags["客户等级"], weights=(5, 20, 60, 15))[0])
-            if rng.random() < 0.7:
-                chosen.append(rng.choice(tags["来源渠道"]))
-            chosen.append(rng.choices(tags["生命周期"], weights=(30, 40, 15, 15))[0])
-            relation_plan.append((relation, chosen))
-            customer.last_added_at = max(customer.last_added_at, added_at)
-            added_at = added_at + dt.timedelta(hours=rng.randrange(1, 24 * 20))
-    FollowRelation.objects.bulk_create(relations, batch_size=BATCH)
-    relation_tags: list[RelationTag] = []
-    customer_tags: dict[tuple[int, int], CustomerTag] = {}
-    for relation, chosen in relation_plan:
-        customer_id = relation.customer.pk
-        events.append(Event(
-            corp=corp, customer_id=customer_id, staff=relation.staff, kind=Event.Kind.ADDED, source=Event.Source.SEED,
-            occurred_at=relation.added_at, payload={"add_way": relation.add_way, "state": relation.state,
-                                                    "relation_id": relation.pk},
-            dedupe_key=f"seed:added:{relation.pk}", recorded_at=relation.added_at,
-        ))
-        for n, tag in enumerate(chosen):
-            relation_tags.append(RelationTag(corp=corp, relation=relation, tag=tag, customer_id=customer_id,
-                                             created_at=relation.added_at))
-            customer_tags.setdefault((customer_id, tag.pk), CustomerTag(corp=corp, customer_id=customer_id, tag=tag))
-            at = relation.added_at + dt.timedelta(minutes=5 + n)
-            events.append(Event(
-                corp=corp, customer_id=customer_id, staff=relation.staff, kind=Event.Kind.TAGGED,
-                source=Event.Source.SEED, occurred_at=at, payload={"tag_id": tag.pk, "tag": tag.name,
-                                                                   "relation_id": relation.pk},
-                dedupe_key=f"seed:tagged:{relation.pk}:{tag.pk}", recorded_at=at,
-            ))
-        for c in range(rng.choice((0, 1, 2, 4))):
-            at = min(now(), relation.added_at + dt.timedelta(hours=rng.randrange(1, 24 * 30)))
-            events.append(Event(
-                corp=corp, customer_id=customer_id, staff=relation.staff, kind=Event.Kind.CHATTED,
-                source=Event.Source.SEED, occurred_at=at, payload={"messages": rng.randrange(1, 30)},
-                dedupe_key=f"seed:chatted:{relation.pk}:{c}", recorded_at=at,
-            ))
-        if relation.status != FollowRelation.Status.ACTIVE and relation.status_changed_at:
-            events.append(Event(
-                corp=corp, customer_id=customer_id, staff=relation.staff, kind=str(relation.status),
-                source=Event.Source.SEED, occurred_at=relation.status_changed_at,
-                payload={"relation_id": relation.pk}, dedupe_key=f"seed:{relation.status}:{relation.pk}",
-                recorded_at=relation.status_changed_at,
-            ))
-    RelationTag.objects.bulk_create(relation_tags, batch_size=5000)
-    CustomerTag.objects.bulk_create(list(customer_tags.values()), batch_size=5000)
-    Event.objects.bulk_create(events, batch_size=5000)
-    # search text and the sort key need the relations; update them in one pass per batch.
-    by_customer: dict[int, list[FollowRelation]] = {}
-    for relation, _chosen in relation_plan:
-        by_customer.setdefault(relation.customer.pk, []).append(relation)
-    for customer, _f, _a, _g in plans:
-        customer.search_text = build_search_text(customer, by_customer.get(customer.pk, []))
-    Customer.objects.bulk_update([p[0] for p in plans], ["search_text", "last_added_at"], batch_size=BATCH)
-    counts["customers"] += len(plans)
-    counts["relations"] += len(relations)
-    counts["tags"] += len(relation_tags)
-    counts["events"] += len(events)
