@@ -234,7 +234,11 @@ def test_the_htmx_rows_fragment_returns_the_next_rows_and_an_out_of_band_pager(
     assert response.status_code == 200
     assert html.count('data-testid="customer-row"') == 1
     assert 'hx-swap-oob="true"' in html and 'data-testid="end-of-list"' in html
+    assert 'data-testid="first-page"' not in html  # appended rows: the page still starts at the first row
     assert "<html" not in html
+    # while the same page opened by its link (no JavaScript) offers the way back
+    plain = client.get(f"{LIST}?{first.context['next_query']}").content.decode()
+    assert 'data-testid="first-page"' in plain
 
 
 def test_staff_see_only_their_customers_manager_their_departments_never_another_corp(

@@ -155,6 +155,7 @@ def customer_rows(request: HttpRequest) -> HttpResponse:
     if actor is None:
         return _no_corp(request)
     context, status = _list_context(request, actor)
+    context["first_query"] = ""  # the rows join a page that starts at the first row
     return render(request, "customers/list_rows.html", context, status=status)
 
 
@@ -273,8 +274,14 @@ def _job(actor: Actor, job_id: int) -> Job:
 
 
 def _job_context(request: HttpRequest, job: Job) -> dict[str, Any]:
+    add_ids: list[int] = job.params.get("add_tag_ids", [])
+    remove_ids: list[int] = job.params.get("remove_tag_ids", [])
+    tags = {t.pk: t for t in Tag.objects.for_corp(job.corp_id).filter(pk__in=[*add_ids, *remove_ids])}
     return {
         "job": job,
+        "add_tags": [tags[pk] for pk in add_ids if pk in tags],
+        "remove_tags": [tags[pk] for pk in remove_ids if pk in tags],
+        "by_filter": "filter" in job.params,
         "running": job.status in (Job.Status.PENDING, Job.Status.RUNNING),
         "shown_done": min(job.done, job.total),
         "unchanged": max(0, job.done - job.result.get("customers_changed", 0) - job.result.get("skipped", 0)),
