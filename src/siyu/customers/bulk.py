@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -163,7 +163,7 @@ def process_bulk_tag_job(*, job_id: int, max_batches: int | None = None) -> Job 
             job_id, status=Job.Status.FAILED, error="the user who started this job can no longer tag"
         )
     Job.objects.filter(pk=job_id, status=Job.Status.PENDING).update(status=Job.Status.RUNNING)
-    batch_size: int = settings.SIYU["BULK_BATCH_SIZE"]
+    batch_size = cast(int, settings.SIYU["BULK_BATCH_SIZE"])
     started = time.monotonic()
     batches = 0
     while True:

@@ -11,7 +11,7 @@ import datetime as dt
 import tempfile
 import zoneinfo
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from django.conf import settings
 from django.utils import timezone
@@ -81,7 +81,7 @@ def export_rows(actor: Actor, customer_filter: CustomerFilter) -> Iterator[list[
     while True:
         with timezone.override(zone):
             page = list_customers(
-                actor, customer_filter, cursor=cursor, page_size=settings.SIYU["MAX_PAGE_SIZE"]
+                actor, customer_filter, cursor=cursor, page_size=cast(int, settings.SIYU["MAX_PAGE_SIZE"])
             )
         for customer in page.items:
             yield _row(customer, zone)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -119,7 +119,7 @@ class CustomerFilterForm(forms.Form):
 
     def clean_page_size(self) -> int | None:
         size: int | None = self.cleaned_data.get("page_size")
-        maximum = settings.SIYU["MAX_PAGE_SIZE"]
+        maximum = cast(int, settings.SIYU["MAX_PAGE_SIZE"])
         if size is not None and size > maximum:
             raise forms.ValidationError(_("At most %(n)d customers per page.") % {"n": maximum})
         return size

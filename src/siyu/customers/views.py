@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib import messages
@@ -195,7 +195,7 @@ def customer_export(request: HttpRequest, fmt: str) -> HttpResponseBase:
     customer_filter = form.to_filter()
     with timezone.override(actor.corp.time_zone):
         count = count_customers(actor, customer_filter)
-    maximum = settings.SIYU["EXPORT_MAX_ROWS"]
+    maximum = cast(int, settings.SIYU["EXPORT_MAX_ROWS"])
     if count > maximum:
         messages.error(
             request,
