@@ -127,14 +127,15 @@ def _list_context(request: HttpRequest, actor: Actor) -> tuple[dict[str, Any], i
 def _selected(form: CustomerFilterForm, options: FilterOptions) -> dict[str, set[int]]:
     """Ids ticked in the pickers, read from the raw data so an invalid form keeps what was chosen."""
 
-    def ids(name: str) -> set[int]:
-        return (
-            {int(v) for v in form.data.getlist(name) if v.isdigit()}
-            if hasattr(form.data, "getlist")
-            else set()
-        )
+    def ids(name: str, offered: set[int]) -> set[int]:
+        raw = form.data.getlist(name) if hasattr(form.data, "getlist") else []
+        return {int(v) for v in raw if v.isdigit()} & offered
 
-    return {"tag": ids("tag"), "staff": ids("staff"), "department": ids("department")}
+    return {
+        "tag": ids("tag", options.tag_ids),
+        "staff": ids("staff", {s.pk for s in options.staff}),
+        "department": ids("department", {d.pk for d in options.departments}),
+    }
 
 
 @login_required
