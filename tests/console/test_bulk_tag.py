@@ -316,3 +316,33 @@ def test_start_bulk_tag_refuses_ambiguous_or_oversized_requests(world: World) ->
             customer_ids=list(range(1, bulk.MAX_PICKED_CUSTOMERS + 2)),
         )
     assert not Job.objects.exists()
+
+
+def test_resume_runs_an_unfinished_job_again_and_ignores_a_finished_one(
+    world: World,
+    login_as: Login,
+    django_capture_on_commit_callbacks: Callable[..., object],
+    settings: Settings,
+) -> None:
+    # given a job whose worker stopped after the first of three batches
+    settings.SIYU = {**settings.SIYU, "BULK_BATCH_SIZE": 1}
+    customers = customers_of(world, 3)
+    vip = factories.make_tag(world.corp, "VIP")
+    job = start_bulk_tag(actor=world.admin, customer_ids=[c.pk for c in customers], add_tag_ids=[vip.pk])
+    process_bulk_tag_job(job_id=job.pk, max_batches=1)
+    client = login_as(world.admin)
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        response = client.post(reverse("customers:job_resume", args=[job.pk]))
+    run_tasks()
+    job.refresh_from_db()
+
+    # then
+    assert response.status_code == 302
+    assert job.status == Job.Status.DONE and job.done == 3 and job.result["customers_changed"] == 3
+
+    # when resumed once more, nothing is queued
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:  # type: ignore[operator]
+        client.post(reverse("customers:job_resume", args=[job.pk]))
+    assert callbacks == []

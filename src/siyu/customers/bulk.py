@@ -105,6 +105,18 @@ def start_bulk_tag(
     return job
 
 
+def resume_bulk_tag(*, job: Job) -> bool:
+    """Enqueue another run of an unfinished job (its worker died or was stopped); False if it is finished.
+
+    Safe even when a run is still going: runs take the job row's lock per batch and continue from its cursor.
+    """
+    if job.kind != BULK_TAG or job.status in (Job.Status.DONE, Job.Status.FAILED):
+        return False
+    with transaction.atomic():
+        _enqueue_on_commit(job.pk)
+    return True
+
+
 def _enqueue_on_commit(job_id: int) -> None:
     from siyu.customers.tasks import run_bulk_tag_job
 

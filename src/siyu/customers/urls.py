@@ -13,6 +13,7 @@ urlpatterns = [
     path("bulk-tag/", views.customer_bulk_tag, name="bulk_tag"),
     path("jobs/<int:job_id>/", views.job_detail, name="job"),
     path("jobs/<int:job_id>/progress/", views.job_progress, name="job_progress"),
+    path("jobs/<int:job_id>/resume/", views.job_resume, name="job_resume"),
     path("<int:customer_id>/", detail_views.customer_detail, name="detail"),
     path("<int:customer_id>/timeline/", detail_views.customer_timeline_page, name="timeline"),
     path("<int:customer_id>/custom-fields/", detail_views.customer_custom_fields, name="custom_fields"),

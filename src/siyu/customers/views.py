@@ -25,7 +25,7 @@ from siyu.core.errors import DomainError
 from siyu.core.models import Job
 from siyu.corps.access import Actor
 from siyu.corps.services import audit
-from siyu.customers.bulk import BULK_TAG, start_bulk_tag
+from siyu.customers.bulk import BULK_TAG, resume_bulk_tag, start_bulk_tag
 from siyu.customers.exports import csv_lines, export_rows, write_xlsx
 from siyu.customers.filters import CustomerFilterForm, FilterOptions, filter_query, load_filter_options
 from siyu.customers.models import Customer, FollowRelation
@@ -308,3 +308,17 @@ def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
     if actor is None:
         return _no_corp(request)
     return render(request, "customers/job_progress.html", _job_context(request, _job(actor, job_id)))
+
+
+@login_required
+@require_POST
+def job_resume(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Run an unfinished job again from where it stands (after a worker died mid-way)."""
+    actor = _actor(request)
+    if actor is None:
+        return _no_corp(request)
+    job = _job(actor, job_id)
+    if resume_bulk_tag(job=job):
+        messages.info(request, _("The job will continue where it stopped."))
+    query = filter_query(request.GET).urlencode()
+    return redirect(reverse("customers:job", args=[job.pk]) + (f"?{query}" if query else ""))
