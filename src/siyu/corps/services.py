@@ -11,11 +11,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import User
+from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 
 from siyu.core import crypto
 from siyu.core.clock import now
-from siyu.core.errors import Conflict, Invalid
+from siyu.core.errors import Conflict, Invalid, NotFound
+from siyu.corps.access import Actor
 from siyu.corps.models import ApiKey, AuditLog, Corp, Department, Membership, Role, Staff, StaffDepartment
 
 # WeCom callback configuration: Token is at most 32 letters/digits, EncodingAESKey exactly 43 letters/digits
@@ -284,3 +288,273 @@ def change_staff_userid(*, corp: Corp, userid: str, new_userid: str) -> Staff | 
     staff.userid = new_userid
     staff.save(update_fields=["userid"])
     return staff
+
+
+# --- console settings: users, roles and API keys, changed by an admin and audited -------------------------
+
+# Generated passwords: 12 random bytes, 16 URL-safe characters (~96 bits), easy to copy and to type once.
+GENERATED_PASSWORD_BYTES = 12
+API_KEY_NAME_MAX = ApiKey._meta.get_field("name").max_length or 100
+USERNAME_MAX = User._meta.get_field("username").max_length or 150
+
+
+@dataclass(frozen=True)
+class NewConsoleUser:
+    """A login just created; ``password`` is set only when Siyu generated it (to be shown once)."""
+
+    user: User
+    membership: Membership
+    password: str | None
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+
+
+def _check_password(password: str, user: User | None = None) -> None:
+    try:
+        validate_password(password, user)
+    except DjangoValidationError as exc:
+        raise Invalid(" ".join(str(m) for m in exc.messages), field="password") from exc
+
+
+def _check_role_links(
+    *, corp: Corp, role: str, staff: Staff | None, departments: Sequence[Department]
+) -> list[Department]:
+    """Validate a role with its staff link and departments; returns the departments that apply to the role."""
+    if role not in Role.values:
+        raise Invalid(f"unknown role {role!r}", field="role")
+    if staff is not None and staff.corp_id != corp.pk:
+        raise Invalid("the staff member belongs to another corp", field="staff")
+    if any(d.corp_id != corp.pk for d in departments):
+        raise Invalid("a department belongs to another corp", field="departments")
+    if role == Role.STAFF and staff is None:
+        raise Invalid("a staff login must be linked to the staff member it is", field="staff")
+    if role == Role.MANAGER and staff is None and not departments:
+        raise Invalid("a manager needs departments to manage, or a linked staff member", field="departments")
+    # Only a manager's scope is made of departments; other roles keep none so nothing stale remains.
+    return list(departments) if role == Role.MANAGER else []
+
+
+def _membership_state(membership: Membership) -> dict[str, object]:
+    return {
+        "role": membership.role,
+        "staff_id": membership.staff_id,
+        "department_ids": sorted(d.pk for d in membership.departments.all()),
+    }
+
+
+def _other_active_admins(corp: Corp, membership: Membership) -> bool:
+    """Whether an active admin other than ``membership``'s user remains.
+
+    Locks every active admin's membership and user row (``membership``'s included), so two admins demoting
+    or deactivating each other at the same moment run one after the other and the second sees the first.
+    """
+    admins = (
+        Membership.objects.for_corp(corp)
+        .select_for_update()
+        .filter(role=Role.ADMIN, user__is_active=True)
+        .order_by("pk")
+    )
+    return any(pk != membership.pk for pk in admins.values_list("pk", flat=True))
+
+
+def _require_other_admin(corp: Corp, membership: Membership, field: str) -> None:
+    if membership.role != Role.ADMIN or not membership.user.is_active:
+        return
+    if not _other_active_admins(corp, membership):
+        raise Invalid("this is the corp's last active admin: make another user admin first", field=field)
+
+
+def _require_own_login(actor: Actor, membership: Membership) -> None:
+    """Password and active flag belong to the login, not the membership: refuse those of a shared login.
+
+    A superuser, or a login with a role in another corp too, is not this corp's alone to lock out or take
+    over; only a superuser may change it.
+    """
+    if actor.user_id is not None and User.objects.filter(pk=actor.user_id, is_superuser=True).exists():
+        return
+    shared = membership.user.is_superuser or (
+        Membership.objects.filter(user_id=membership.user_id).exclude(corp_id=membership.corp_id).exists()
+    )
+    if shared:
+        raise Invalid("this login also works outside this corp; only a superuser can change it", field="user")
+
+
+def _audit_as(actor: Actor, *, action: str, object_type: str, object_id: int, **detail: object) -> None:
+    audit(
+        corp=actor.corp,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        user_id=actor.user_id,
+        api_key_id=actor.api_key_id,
+        detail=detail,
+    )
+
+
+@transaction.atomic
+def create_console_user_as(
+    *,
+    actor: Actor,
+    username: str,
+    password: str | None,
+    role: str,
+    staff: Staff | None = None,
+    departments: Sequence[Department] = (),
+) -> NewConsoleUser:
+    """An admin creates a login in their corp; without a password one is generated. Audited."""
+    actor.require_admin()
+    corp = actor.corp
+    username = username.strip()
+    if not username:
+        raise Invalid("a username is required", field="username")
+    try:
+        UnicodeUsernameValidator()(username)
+    except DjangoValidationError as exc:
+        raise Invalid(" ".join(str(m) for m in exc.messages), field="username") from exc
+    if len(username) > USERNAME_MAX:
+        raise Invalid(f"a username is at most {USERNAME_MAX} characters", field="username")
+    if User.objects.filter(username__iexact=username).exists():
+        raise Invalid(f"the username {username!r} is taken", field="username")
+    scoped = _check_role_links(corp=corp, role=role, staff=staff, departments=departments)
+    generated = not password
+    plaintext = password or generate_password()
+    _check_password(plaintext, User(username=username))
+    user = create_console_user(
+        corp=corp, username=username, password=plaintext, role=role, staff=staff, departments=scoped
+    )
+    membership = Membership.objects.for_corp(corp).get(user=user)
+    _audit_as(
+        actor,
+        action="user.create",
+        object_type="user",
+        object_id=user.pk,
+        username=username,
+        **_membership_state(membership),
+    )
+    return NewConsoleUser(user=user, membership=membership, password=plaintext if generated else None)
+
+
+@transaction.atomic
+def update_membership(
+    *,
+    actor: Actor,
+    membership: Membership,
+    role: str,
+    staff: Staff | None = None,
+    departments: Sequence[Department] = (),
+) -> Membership:
+    """Change a user's role, staff link and managed departments in the corp. The last admin stays. Audited."""
+    actor.require_admin()
+    corp = actor.corp
+    if membership.corp_id != corp.pk:
+        raise NotFound("user not found")
+    scoped = _check_role_links(corp=corp, role=role, staff=staff, departments=departments)
+    if role != Role.ADMIN:
+        _require_other_admin(corp, membership, "role")
+    before = _membership_state(membership)
+    membership.role = role
+    membership.staff = staff
+    membership.save(update_fields=["role", "staff"])
+    membership.departments.set(scoped)
+    after = _membership_state(membership)
+    if after != before:
+        _audit_as(
+            actor,
+            action="user.update",
+            object_type="user",
+            object_id=membership.user_id,
+            before=before,
+            after=after,
+        )
+    return membership
+
+
+@transaction.atomic
+def deactivate_user(*, actor: Actor, membership: Membership) -> None:
+    """Stop a login (never deleted: the audit log keeps naming it); its sessions end. The last admin stays."""
+    actor.require_admin()
+    if membership.corp_id != actor.corp.pk:
+        raise NotFound("user not found")
+    _require_own_login(actor, membership)
+    _require_other_admin(actor.corp, membership, "active")
+    user = membership.user
+    if user.is_active:
+        user.is_active = False
+        user.save(update_fields=["is_active"])
+        _audit_as(actor, action="user.deactivate", object_type="user", object_id=user.pk)
+
+
+@transaction.atomic
+def reactivate_user(*, actor: Actor, membership: Membership) -> None:
+    """Let a deactivated login in again. Audited."""
+    actor.require_admin()
+    if membership.corp_id != actor.corp.pk:
+        raise NotFound("user not found")
+    _require_own_login(actor, membership)
+    user = membership.user
+    if not user.is_active:
+        user.is_active = True
+        user.save(update_fields=["is_active"])
+        _audit_as(actor, action="user.reactivate", object_type="user", object_id=user.pk)
+
+
+@transaction.atomic
+def reset_password(*, actor: Actor, membership: Membership) -> str:
+    """Give a login a new generated password, returned once; its sessions end. Audited (not the password)."""
+    actor.require_admin()
+    if membership.corp_id != actor.corp.pk:
+        raise NotFound("user not found")
+    _require_own_login(actor, membership)
+    password = generate_password()
+    user = membership.user
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    _audit_as(actor, action="user.password_reset", object_type="user", object_id=user.pk)
+    return password
+
+
+@transaction.atomic
+def create_api_key_as(*, actor: Actor, name: str, role: str, staff: Staff | None = None) -> NewApiKey:
+    """An admin creates an API key of their corp; the plaintext is returned once. Audited."""
+    actor.require_admin()
+    name = name.strip()
+    if not name:
+        raise Invalid("a name is required (say what the key is for)", field="name")
+    if len(name) > API_KEY_NAME_MAX:
+        raise Invalid(f"a name is at most {API_KEY_NAME_MAX} characters", field="name")
+    if role not in Role.values:
+        raise Invalid(f"unknown role {role!r}", field="role")
+    if staff is not None and staff.corp_id != actor.corp.pk:
+        raise Invalid("the staff member belongs to another corp", field="staff")
+    if role in (Role.MANAGER, Role.STAFF) and staff is None:
+        raise Invalid("a manager or staff key acts as a staff member: choose one", field="staff")
+    if role in (Role.ADMIN, Role.OPERATOR):
+        staff = None  # these roles see every customer; a link would mean nothing
+    new = create_api_key(corp=actor.corp, name=name, role=role, staff=staff)
+    _audit_as(
+        actor,
+        action="api_key.create",
+        object_type="api_key",
+        object_id=new.api_key.pk,
+        name=name,
+        role=role,
+        prefix=new.api_key.prefix,
+        staff_id=new.api_key.staff_id,
+    )
+    return new
+
+
+@transaction.atomic
+def revoke_api_key_as(*, actor: Actor, api_key: ApiKey) -> None:
+    """An admin revokes a key of their corp; it stops working at once. Revoking twice is a no-op. Audited."""
+    actor.require_admin()
+    if api_key.corp_id != actor.corp.pk:
+        raise NotFound("API key not found")
+    if api_key.revoked_at is not None:
+        return
+    revoke_api_key(api_key=api_key)
+    _audit_as(
+        actor, action="api_key.revoke", object_type="api_key", object_id=api_key.pk, prefix=api_key.prefix
+    )

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db import transaction
+from django.db import NotSupportedError, transaction
+from django.db.models import F, Func, JSONField, Max
 
 from siyu.core.clock import now
-from siyu.core.errors import Invalid
+from siyu.core.errors import Invalid, NotFound
+from siyu.corps.access import Actor
 from siyu.corps.models import Corp, Staff
+from siyu.corps.services import audit
 from siyu.customers.events import record_event
 from siyu.customers.models import Customer, CustomField, Event, FollowRelation, Note
 
@@ -341,3 +344,150 @@ def add_note(*, customer: Customer, author_id: int | None, text: str, source: st
         dedupe_key=f"note:{note.pk}",
     )
     return note
+
+
+# --- custom field definitions, changed from the console by an admin or operator and audited ---------------
+
+CUSTOM_FIELD_LABEL_MAX = CustomField._meta.get_field("label").max_length or 40
+# A choice is one option of a drop-down on the customer page: short, and few enough to scan.
+CUSTOM_FIELD_CHOICE_MAX = 50
+CUSTOM_FIELD_CHOICES_MAX = 100
+
+
+class _JsonWithoutKey(Func):
+    """A JSON object column without one key: jsonb ``-`` on PostgreSQL, ``JSON_REMOVE`` on SQLite."""
+
+    output_field = JSONField()
+
+    def __init__(self, column: str, key: str) -> None:
+        super().__init__(F(column))
+        self.key = key
+
+    def as_sql(  # pragma: no cover - other vendors
+        self,
+        compiler: Any,
+        connection: Any,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra_context: Any,
+    ) -> Any:
+        raise NotSupportedError("removing a JSON key is written for PostgreSQL and SQLite")
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        column, params = compiler.compile(self.source_expressions[0])
+        return f"({column} - %s::text)", [*params, self.key]
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        column, params = compiler.compile(self.source_expressions[0])
+        # Keys are [a-z][a-z0-9_]* (create_custom_field), so the quoted path needs no escaping.
+        return f"JSON_REMOVE({column}, %s)", [*params, f'$."{self.key}"']
+
+
+def _clean_label(label: str) -> str:
+    label = label.strip()
+    if not label:
+        raise Invalid("a label is required", field="label")
+    if len(label) > CUSTOM_FIELD_LABEL_MAX:
+        raise Invalid(f"a label is at most {CUSTOM_FIELD_LABEL_MAX} characters", field="label")
+    return label
+
+
+def _clean_choices(choices: Iterable[str]) -> list[str]:
+    cleaned: list[str] = []
+    for choice in (c.strip() for c in choices):
+        if not choice:
+            continue
+        if len(choice) > CUSTOM_FIELD_CHOICE_MAX:
+            raise Invalid(f"a choice is at most {CUSTOM_FIELD_CHOICE_MAX} characters", field="choices")
+        if choice in cleaned:
+            raise Invalid(f"the choice {choice!r} is listed twice", field="choices")
+        cleaned.append(choice)
+    if len(cleaned) > CUSTOM_FIELD_CHOICES_MAX:
+        raise Invalid(f"at most {CUSTOM_FIELD_CHOICES_MAX} choices", field="choices")
+    return cleaned
+
+
+def _audit_field(actor: Actor, action: str, field: CustomField, **detail: object) -> None:
+    audit(
+        corp=actor.corp,
+        action=action,
+        object_type="custom_field",
+        object_id=field.pk,
+        user_id=actor.user_id,
+        api_key_id=actor.api_key_id,
+        detail={"key": field.key, **detail},
+    )
+
+
+@transaction.atomic
+def create_custom_field_as(
+    *, actor: Actor, key: str, label: str, kind: str, choices: Iterable[str] = ()
+) -> CustomField:
+    """An admin or operator defines a custom field; it goes last. Label and choices are checked. Audited."""
+    actor.require_configure()
+    label = _clean_label(label)
+    cleaned = _clean_choices(choices) if kind == CustomField.Kind.CHOICE else []
+    field = create_custom_field(corp=actor.corp, key=key.strip(), label=label, kind=kind, choices=cleaned)
+    last = CustomField.objects.for_corp(actor.corp).exclude(pk=field.pk).aggregate(m=Max("order"))["m"]
+    field.order = 0 if last is None else last + 1
+    field.save(update_fields=["order"])
+    _audit_field(actor, "custom_field.create", field, label=label, kind=kind)
+    return field
+
+
+@transaction.atomic
+def rename_custom_field(*, actor: Actor, field: CustomField, label: str) -> CustomField:
+    """Change a custom field's label (its key, kind and values stay). Audited."""
+    actor.require_configure()
+    if field.corp_id != actor.corp.pk:
+        raise NotFound("custom field not found")
+    label = _clean_label(label)
+    if label != field.label:
+        before = field.label
+        field.label = label
+        field.save(update_fields=["label"])
+        _audit_field(actor, "custom_field.rename", field, before=before, after=label)
+    return field
+
+
+@transaction.atomic
+def reorder_custom_fields(*, actor: Actor, field_ids: Sequence[int]) -> None:
+    """Put the corp's custom fields in this order; the list must name each of them once. Audited."""
+    actor.require_configure()
+    fields = {f.pk: f for f in CustomField.objects.for_corp(actor.corp).select_for_update()}
+    if len(field_ids) != len(set(field_ids)) or set(field_ids) != set(fields):
+        raise Invalid("the new order must list every custom field of the corp once", field="field_ids")
+    changed = []
+    for order, pk in enumerate(field_ids):
+        if fields[pk].order != order:
+            fields[pk].order = order
+            changed.append(fields[pk])
+    if changed:
+        CustomField.objects.bulk_update(changed, ["order"])
+        audit(
+            corp=actor.corp,
+            action="custom_field.reorder",
+            object_type="custom_field",
+            user_id=actor.user_id,
+            api_key_id=actor.api_key_id,
+            detail={"keys": [fields[pk].key for pk in field_ids]},
+        )
+
+
+def customers_with_custom_value(field: CustomField) -> int:
+    """How many customers hold a value for ``field``."""
+    return Customer.objects.for_corp(field.corp_id).filter(custom_fields__has_key=field.key).count()
+
+
+@transaction.atomic
+def delete_custom_field(*, actor: Actor, field: CustomField) -> int:
+    """Delete a custom field and every customer's value of it, together; returns how many values. Audited."""
+    actor.require_configure()
+    if field.corp_id != actor.corp.pk:
+        raise NotFound("custom field not found")
+    holders = Customer.objects.for_corp(actor.corp).filter(custom_fields__has_key=field.key)
+    removed = holders.update(custom_fields=_JsonWithoutKey("custom_fields", field.key))
+    _audit_field(actor, "custom_field.delete", field, label=field.label, customers=removed)
+    field.delete()
+    return removed
