@@ -96,3 +96,16 @@ def test_wrong_length_aes_key_is_refused_clearly(capsys):
 def test_apikey_for_unknown_corp(capsys):
     assert main(["apikey", "create", "--corp", "wwnone"]) == 2
     assert "no corp" in capsys.readouterr().err
+
+
+@pytest.mark.django_db
+def test_apikey_for_a_staff_member(world, capsys):
+    assert (
+        main(["apikey", "create", "--corp", world.corp.corpid, "--role", "staff", "--staff", "wangfang"]) == 0
+    )
+    key = authenticate_api_key(capsys.readouterr().out.strip().splitlines()[-1])
+    assert key is not None and key.staff == world.wang and key.role == "staff"
+    assert (
+        main(["apikey", "create", "--corp", world.corp.corpid, "--role", "staff", "--staff", "nobody"]) == 2
+    )
+    assert "no staff member" in capsys.readouterr().err

@@ -171,3 +171,15 @@ def test_tag_customers_respects_scope(world):
         )
     with pytest.raises(Invalid):
         tag_customers(actor=world.admin, customer_ids=everyone, source="api")
+
+
+def test_an_ended_relation_keeps_its_tags_frozen(world):
+    from siyu.customers.services import end_follow_relation
+
+    tag = factories.make_tag(world.corp, "冻结")
+    relation = factories.follow(factories.make_customer(world.corp), world.wang)
+    mark_relation_tags(relation=relation, add=[tag], source="console")
+    end_follow_relation(relation=relation, by="customer", source="wecom")
+    with pytest.raises(Invalid):
+        mark_relation_tags(relation=relation, remove=[tag], source="console")
+    assert RelationTag.objects.filter(relation=relation, tag=tag).exists()

@@ -1,4 +1,4 @@
-"""The ``siyu`` command line: demo, serve, worker, seed, createadmin, corp, apikey, manage."""
+"""The ``siyu`` command line: demo, serve, worker, seed, createadmin, corp, apikey, simulator, manage."""
 
 from __future__ import annotations
 
@@ -194,8 +194,15 @@ def cmd_apikey_create(args: argparse.Namespace) -> int:
         corp = Corp.objects.filter(pk=int(args.corp)).first()
     if corp is None:
         return _fail(f"no corp with corpid or id {args.corp!r}")
+    staff = None
+    if args.staff:
+        from siyu.corps.models import Staff
+
+        staff = Staff.objects.for_corp(corp).filter(userid=args.staff).first()
+        if staff is None:
+            return _fail(f"no staff member with userid {args.staff!r} in {corp.corpid}")
     try:
-        new = create_api_key(corp=corp, name=args.name, role=args.role)
+        new = create_api_key(corp=corp, name=args.name, role=args.role, staff=staff)
     except DomainError as exc:
         return _fail(exc.message)
     print(f"API key for {corp.corpid} (role {new.api_key.role}); shown once, store it now:")
@@ -272,6 +279,50 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return exit_code
 
 
+def cmd_simulator(args: argparse.Namespace) -> int:
+    from siyu.simulator.cli import run
+
+    return run(args)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Sync a corp with WeCom in the foreground: a reconciliation, or with --full everything."""
+    _setup_django()
+    from siyu.core.errors import DomainError
+    from siyu.corps.models import Corp
+    from siyu.wecom.models import SyncRun
+    from siyu.wecom.sync import run_sync, start_sync, sync_progress
+
+    corp = Corp.objects.filter(corpid=args.corp).first()
+    if corp is None:
+        return _fail(f"no corp with corpid {args.corp!r}")
+    kind = SyncRun.Kind.FULL if args.full else SyncRun.Kind.RECONCILE
+    try:
+        run = start_sync(corp=corp, kind=kind, enqueue=False, reason="command line")
+    except DomainError as exc:
+        return _fail(exc.message)
+    print(f"{run.get_kind_display()} #{run.pk} of {corp.corpid} started", flush=True)
+    while True:
+        turn = run_sync(run.pk, max_seconds=2.0)
+        run = turn.run
+        progress = sync_progress(run)
+        counts = ", ".join(f"{k} {v}" for k, v in run.counts.items())
+        print(f"  {progress.percent:3d}%  {run.stage:<12} {counts}", flush=True)
+        if run.status in (SyncRun.Status.DONE, SyncRun.Status.FAILED):
+            break
+        if turn.continue_at is not None:
+            from siyu.core.clock import now
+
+            time.sleep(max(0.0, (turn.continue_at - now()).total_seconds()))
+        elif turn.busy:
+            time.sleep(1.0)
+    repairs = ", ".join(f"{k} {v}" for k, v in run.repairs.items()) or "none"
+    print(f"{run.get_status_display()}: repairs {repairs}")
+    if run.error:
+        print(f"error: {run.error}", file=sys.stderr)
+    return 0 if run.status == SyncRun.Status.DONE else 1
+
+
 # --- parser ---------------------------------------------------------------------------------------------
 
 
@@ -328,7 +379,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corp", required=True, help="corpid (or numeric id)")
     p.add_argument("--name", default="")
     p.add_argument("--role", default="operator", choices=["admin", "operator", "manager", "staff"])
+    p.add_argument("--staff", default="", help="userid of the staff member a manager/staff key acts as")
     p.set_defaults(func=cmd_apikey_create)
+
+    from siyu.simulator.cli import add_arguments as add_simulator_arguments
+
+    p = sub.add_parser("simulator", help="run a simulated WeCom server (API + callbacks) for demo and tests")
+    add_simulator_arguments(p)
+    p.set_defaults(func=cmd_simulator)
+
+    p = sub.add_parser("sync", help="sync a corp with WeCom (reconciliation; --full loads everything)")
+    p.add_argument("--corp", required=True, help="corpid")
+    p.add_argument("--full", action="store_true", help="departments, staff, tags, customers and groups")
+    p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("manage", help="Django's own commands (siyu manage migrate, shell, …)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -147,6 +147,8 @@ def mark_relation_tags(
     payload_extra: Mapping[str, Any] | None = None,
 ) -> MarkResult:
     """Tag and untag one customer–staff relation. A tag already there is not applied again."""
+    if relation.status != FollowRelation.Status.ACTIVE and (add or remove):
+        raise Invalid("this relation has ended; its tags are kept as they were", field="relation")
     for tag in [*add, *remove]:
         if tag.corp_id != relation.corp_id:
             raise NotFound(f"unknown tag id: {tag.pk}", code=ErrorCode.UNKNOWN_TAG)
