@@ -10,5 +10,6 @@ urlpatterns = [
     path("customers/", include("siyu.customers.urls")),
     path("tags/", include("siyu.tags.urls")),
     path("org/", include("siyu.corps.urls")),
+    path("wecom/", include("siyu.wecom.urls")),
     path("", include("siyu.console.urls")),
 ]

@@ -34,6 +34,8 @@ ENTRIES = [
     NavEntry(_("Tags"), "tags:list", section="tags:"),
     NavEntry(_("Staff"), "corps:staff_list", section="corps:staff_"),
     NavEntry(_("Departments"), "corps:department_list", section="corps:department_"),
+    NavEntry(_("Callback inbox"), "wecom:inbox", section="wecom:inbox", needs_configure=True),
+    NavEntry(_("WeCom sync"), "wecom:sync_list", section="wecom:sync", needs_configure=True),
 ]
 
 

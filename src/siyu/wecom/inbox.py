@@ -1,0 +1,408 @@
+"""The durable inbox: callbacks are stored here before they are acknowledged, then worked by a worker.
+
+- Storing: one INSERT keyed on sha1(decrypted XML) per corp; a redelivery hits the unique key and is
+  acknowledged without a second row.
+- Working (``drain_inbox``): rows are claimed in id order, at most one open row per ordering key at a time (a
+  row is claimable only when no earlier row of its key is still pending or processing), so one customer's
+  events apply in arrival order while different customers' events are worked by as many workers as run.
+  A claim is a lease: a worker that dies leaves its rows claimable again once the lease ends; every handler is
+  idempotent, so working a row twice changes nothing the second time.
+- Failures retry with exponential backoff; after ``INBOX_MAX_ATTEMPTS`` the row is ``failed``, shown in the
+  console with its error, and can be replayed from there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet
+from django_tasks import task
+
+from siyu.core.clock import now
+from siyu.core.errors import NotFound
+from siyu.corps.models import Corp
+from siyu.wecom.messages import MessageError, parse_message
+from siyu.wecom.models import InboxEvent
+
+if TYPE_CHECKING:
+    from siyu.wecom.client import WeComClient
+
+logger = logging.getLogger(__name__)
+
+OPEN = (InboxEvent.Status.PENDING, InboxEvent.Status.PROCESSING)
+
+
+def _knob(name: str) -> Any:
+    return settings.SIYU[name]
+
+
+# --- storing ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What storing a callback did: ``created`` False for a redelivery already on record."""
+
+    created: bool
+    pending: bool
+    event: str
+    change_type: str
+
+
+def dedupe_key(plaintext: bytes) -> str:
+    """The inbox key of a decrypted message: sha1 over its exact bytes (wecom-api.md §2.5, dedupe note)."""
+    return hashlib.sha1(plaintext, usedforsecurity=False).hexdigest()
+
+
+def store_message(*, corp_id: int, plaintext: bytes) -> Stored:
+    """Store a decrypted callback once; returns whether it was new. Database errors propagate (→ 5xx, retry).
+
+    Only events are kept whole. Other messages (text and media sent to the app by members) have no handler and
+    may carry chat contents, which Siyu does not keep: they are stored as ``ignored`` without their body.
+    """
+    key = dedupe_key(plaintext)
+    try:
+        message = parse_message(plaintext)
+    except MessageError:
+        message = None
+    if message is None:
+        # Authentic (the signature and receiveid matched) but unreadable: keep it for the console to show.
+        values: dict[str, Any] = {
+            "event": "",
+            "change_type": "",
+            "ordering_key": f"unreadable:{key}",
+            "message": plaintext.decode("utf-8", errors="replace"),
+            "status": InboxEvent.Status.PENDING,
+        }
+    elif message.msg_type != "event":
+        values = {
+            "event": message.event[:64],
+            "change_type": "",
+            "ordering_key": f"other:{message.event}"[:160],
+            "message": "",
+            "event_time": message.create_time,
+            "status": InboxEvent.Status.IGNORED,
+            "outcome": "not an event: contents are not kept",
+            "processed_at": now(),
+        }
+    else:
+        values = {
+            "event": message.event[:64],
+            "change_type": message.change_type[:64],
+            "ordering_key": message.ordering_key,
+            "message": plaintext.decode("utf-8", errors="replace"),
+            "event_time": message.create_time,
+            "status": InboxEvent.Status.PENDING,
+        }
+    try:
+        with transaction.atomic():
+            InboxEvent.objects.create(corp_id=corp_id, dedupe_key=key, **values)
+        created = True
+    except IntegrityError:
+        if not InboxEvent.objects.filter(corp_id=corp_id, dedupe_key=key).exists():
+            raise
+        created = False
+    return Stored(
+        created=created,
+        pending=values["status"] == InboxEvent.Status.PENDING,
+        event=values["event"],
+        change_type=values["change_type"],
+    )
+
+
+# --- waking the worker --------------------------------------------------------------------------------------
+
+
+def _enqueue(corp_id: int | None, run_after: dt.datetime | None = None) -> None:
+    if run_after is not None and drain_inbox_task.get_backend().supports_defer:
+        drain_inbox_task.using(run_after=run_after).enqueue(corp_id=corp_id)
+    else:
+        drain_inbox_task.enqueue(corp_id=corp_id)
+
+
+def wake_worker(corp_id: int) -> None:
+    """Make sure a drain runs soon after this moment, without one task per callback.
+
+    At most one drain is enqueued at once per corp and second (per process); a callback arriving in a second
+    that already has one enqueues one for the next second instead, so a row stored just after a running drain
+    looked is never left waiting for the next callback.
+    """
+    second = math.floor(time.time())
+    if cache.add(f"siyu:inbox-wake:{corp_id}:{second}", 1, timeout=5):
+        transaction.on_commit(lambda: _enqueue(corp_id))
+        return
+    next_second = second + 1
+    if cache.add(f"siyu:inbox-wake:{corp_id}:{next_second}", 1, timeout=5):
+        run_after = dt.datetime.fromtimestamp(next_second, tz=dt.UTC)
+        transaction.on_commit(lambda: _enqueue(corp_id, run_after))
+
+
+# --- working ------------------------------------------------------------------------------------------------
+
+
+def retry_delay(attempts: int) -> dt.timedelta:
+    """Exponential backoff after the ``attempts``-th failed try, capped."""
+    base: float = _knob("INBOX_RETRY_BASE_SECONDS")
+    cap: float = _knob("INBOX_RETRY_MAX_SECONDS")
+    return dt.timedelta(seconds=min(cap, base * 2 ** max(0, attempts - 1)))
+
+
+def _due(moment: dt.datetime) -> Q:
+    return Q(status=InboxEvent.Status.PENDING, next_attempt_at__lte=moment) | Q(
+        status=InboxEvent.Status.PROCESSING, locked_until__lt=moment
+    )
+
+
+def claimable(moment: dt.datetime, *, corp_id: int | None = None) -> QuerySet[InboxEvent]:
+    """Rows a worker may take now: due, and first among the open rows of their ordering key."""
+    earlier_open = InboxEvent.objects.filter(
+        corp_id=OuterRef("corp_id"),
+        ordering_key=OuterRef("ordering_key"),
+        pk__lt=OuterRef("pk"),
+        status__in=OPEN,
+    )
+    rows = InboxEvent.objects.filter(_due(moment)).filter(~Exists(earlier_open))
+    if corp_id is not None:
+        rows = rows.filter(corp_id=corp_id)
+    return rows.order_by("pk")
+
+
+def claim_batch(*, corp_id: int | None = None, size: int | None = None) -> tuple[str, list[InboxEvent]]:
+    """Claim up to ``size`` claimable rows for this worker; returns the claim token and the rows."""
+    moment = now()
+    size = size or _knob("INBOX_BATCH_SIZE")
+    ids = list(claimable(moment, corp_id=corp_id).values_list("pk", flat=True)[:size])
+    if not ids:
+        return "", []
+    token = uuid.uuid4().hex
+    # Conditional on still being due: of two workers racing for a row, exactly one UPDATE matches it.
+    InboxEvent.objects.filter(pk__in=ids).filter(_due(moment)).update(
+        status=InboxEvent.Status.PROCESSING,
+        claim=token,
+        locked_until=moment + dt.timedelta(seconds=_knob("INBOX_LEASE_SECONDS")),
+        attempts=F("attempts") + 1,
+    )
+    rows = list(InboxEvent.objects.filter(claim=token).select_related("corp").order_by("pk"))
+    return token, rows
+
+
+def _finish(row: InboxEvent, *, status: str, outcome: str = "", error: str = "") -> bool:
+    """Close a claimed row; False when the claim was lost (the lease ended and someone else took it)."""
+    return bool(
+        InboxEvent.objects.filter(pk=row.pk, claim=row.claim, status=InboxEvent.Status.PROCESSING).update(
+            status=status,
+            outcome=outcome[:200],
+            last_error=error,
+            processed_at=now(),
+            locked_until=None,
+        )
+    )
+
+
+def _fail(row: InboxEvent, exc: BaseException) -> str:
+    """Schedule a retry after a failed try, or give up after the last one. Returns the new status."""
+    error = describe_error(exc)
+    retry_at = getattr(exc, "retry_at", None)
+    if retry_at is not None:
+        # Held back by the rate limiter: not the event's fault, so it does not use up an attempt.
+        InboxEvent.objects.filter(pk=row.pk, claim=row.claim).update(
+            status=InboxEvent.Status.PENDING,
+            attempts=F("attempts") - 1,
+            next_attempt_at=retry_at,
+            locked_until=None,
+            last_error=error,
+        )
+        return InboxEvent.Status.PENDING
+    if row.attempts >= _knob("INBOX_MAX_ATTEMPTS"):
+        _finish(row, status=InboxEvent.Status.FAILED, outcome="gave up after the last attempt", error=error)
+        return InboxEvent.Status.FAILED
+    InboxEvent.objects.filter(pk=row.pk, claim=row.claim).update(
+        status=InboxEvent.Status.PENDING,
+        next_attempt_at=now() + retry_delay(row.attempts),
+        locked_until=None,
+        last_error=error,
+    )
+    return InboxEvent.Status.PENDING
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, content-free description of why a try failed (type and message, which name ids, not data)."""
+    text = getattr(exc, "message", None) or str(exc)
+    return f"{type(exc).__name__}: {text}"[:1000]
+
+
+ClientFactory = Callable[[Corp], "WeComClient"]
+
+
+def _default_client(corp: Corp) -> WeComClient:
+    from siyu.wecom.client import client_for
+    from siyu.wecom.limits import Priority
+
+    return client_for(corp, priority=Priority.EVENT)
+
+
+def process_row(row: InboxEvent, *, client_factory: ClientFactory | None = None) -> str:
+    """Work one claimed row through its handler; returns its new status."""
+    from siyu.wecom.handlers import Ignored, handle
+
+    try:
+        message = parse_message(row.message)
+    except MessageError as exc:  # retrying cannot make it readable
+        _finish(row, status=InboxEvent.Status.FAILED, outcome="unreadable message", error=describe_error(exc))
+        return InboxEvent.Status.FAILED
+    try:
+        outcome = handle(row=row, message=message, client_factory=client_factory or _default_client)
+    except Ignored as ignored:
+        _finish(row, status=InboxEvent.Status.IGNORED, outcome=str(ignored))
+        return InboxEvent.Status.IGNORED
+    except Exception as exc:  # every failure is recorded on the row and retried; the worker carries on
+        logger.warning("wecom inbox row %s failed (attempt %s): %s", row.pk, row.attempts, type(exc).__name__)
+        return _fail(row, exc)
+    if not _finish(row, status=InboxEvent.Status.DONE, outcome=outcome):
+        logger.warning("wecom inbox row %s: claim lost before it was closed", row.pk)
+    return InboxEvent.Status.DONE
+
+
+@dataclass
+class DrainReport:
+    """What one drain did, by resulting status."""
+
+    statuses: dict[str, int] = field(default_factory=dict)
+    stopped_early: bool = False
+
+    @property
+    def worked(self) -> int:
+        return sum(self.statuses.values())
+
+
+def drain_inbox(
+    *,
+    corp_id: int | None = None,
+    max_seconds: float | None = None,
+    client_factory: ClientFactory | None = None,
+) -> DrainReport:
+    """Work claimable rows until none is left (or the time budget is spent); returns what was done."""
+    budget = max_seconds if max_seconds is not None else _knob("INBOX_RUN_SECONDS")
+    started = time.monotonic()
+    report = DrainReport()
+    while True:
+        if time.monotonic() - started > budget:
+            report.stopped_early = True
+            break
+        _token, rows = claim_batch(corp_id=corp_id)
+        if not rows:
+            break
+        for row in rows:
+            status = process_row(row, client_factory=client_factory)
+            report.statuses[status] = report.statuses.get(status, 0) + 1
+    return report
+
+
+def next_retry_at(*, corp_id: int | None = None) -> dt.datetime | None:
+    """When the earliest waiting retry is due (None when nothing waits)."""
+    rows = InboxEvent.objects.filter(status=InboxEvent.Status.PENDING)
+    if corp_id is not None:
+        rows = rows.filter(corp_id=corp_id)
+    return rows.aggregate(at=Min("next_attempt_at"))["at"]
+
+
+@task()
+def drain_inbox_task(corp_id: int | None = None) -> None:
+    """Drain the inbox; continue in a new task when the time budget ran out, and wake up for due retries."""
+    report = drain_inbox(corp_id=corp_id)
+    if report.stopped_early:
+        _enqueue(corp_id)
+        return
+    retry_at = next_retry_at(corp_id=corp_id)
+    # One wake-up per distinct moment (per process): many rows waiting for the same moment need one drain.
+    if retry_at is not None and cache.add(f"siyu:inbox-retry:{corp_id}:{retry_at.timestamp():.0f}", 1, 3600):
+        _enqueue(corp_id, max(retry_at, now()))
+
+
+# --- console: stats, list, replay ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboxStats:
+    """How the inbox is doing: open rows (depth), age of the oldest one (lag), rows by status."""
+
+    depth: int
+    lag: dt.timedelta | None
+    by_status: dict[str, int]
+
+    @property
+    def status_rows(self) -> list[tuple[str, str, int]]:
+        """(status, label, count) in the order of the statuses."""
+        return [
+            (value, str(label), self.by_status.get(value, 0)) for value, label in InboxEvent.Status.choices
+        ]
+
+
+def inbox_stats(corp: Corp) -> InboxStats:
+    """Depth, lag and counts by status of one corp's inbox (two aggregate queries)."""
+    rows = InboxEvent.objects.for_corp(corp)
+    by_status = {s: 0 for s in InboxEvent.Status.values}
+    for status, count in rows.values_list("status").annotate(n=Count("pk")).order_by():
+        by_status[status] = count
+    oldest = rows.filter(status__in=OPEN).aggregate(at=Min("received_at"))["at"]
+    depth = by_status[InboxEvent.Status.PENDING] + by_status[InboxEvent.Status.PROCESSING]
+    return InboxStats(depth=depth, lag=(now() - oldest) if oldest else None, by_status=by_status)
+
+
+def list_inbox(
+    corp: Corp,
+    *,
+    status: str = "",
+    event: str = "",
+    key: str = "",
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[InboxEvent]:
+    """A page of the corp's inbox, newest first; ``before_id`` continues after the previous page."""
+    rows = InboxEvent.objects.for_corp(corp).defer("message")
+    if status:
+        rows = rows.filter(status=status)
+    if event:
+        rows = rows.filter(Q(event=event) | Q(change_type=event))
+    if key:
+        rows = rows.filter(ordering_key__icontains=key)
+    if before_id is not None:
+        rows = rows.filter(pk__lt=before_id)
+    return list(rows.order_by("-pk")[:limit])
+
+
+def get_inbox_event(corp: Corp, event_id: int) -> InboxEvent:
+    """One row of the corp's inbox (404 for another corp's)."""
+    row = InboxEvent.objects.for_corp(corp).filter(pk=event_id).first()
+    if row is None:
+        raise NotFound("inbox event not found")
+    return row
+
+
+@transaction.atomic
+def replay_inbox_event(*, row: InboxEvent) -> InboxEvent:
+    """Put a row back in the queue to be worked again from scratch (handlers are idempotent)."""
+    InboxEvent.objects.filter(pk=row.pk).update(
+        status=InboxEvent.Status.PENDING,
+        attempts=0,
+        next_attempt_at=now(),
+        claim="",
+        locked_until=None,
+        last_error="",
+        outcome="",
+        processed_at=None,
+    )
+    wake_worker(row.corp_id)
+    row.refresh_from_db()
+    return row

@@ -1,0 +1,662 @@
+"""Full sync and reconciliation of a corp with WeCom, resumable from checkpoints, in bounded memory.
+
+A ``SyncRun`` walks stages — departments, staff, corp tags, customers, customer groups for a full sync;
+corp tags and customers for a reconciliation — and mirrors what WeCom answers (``mirror.Mirror``) through the
+domain services. Customers stream: ``batch/get_by_user`` for 100 follow users at a time, 100 relations a
+page, each page applied and checkpointed (userid chunk and cursor) in one transaction, so an interrupted run
+resumes at the page it stopped on and memory holds one page whatever the corp's size. Deletions missed by
+callbacks are found per member: ``externalcontact/list`` lists one member's customers, and active relations
+it lacks are ended.
+
+Repairs (anything that had to change) are counted on the run; once a corp has been synced, the events they
+record are marked ``{"reconciled": true}`` with source ``sync``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import transaction
+from django_tasks import task
+
+from siyu.core.clock import now
+from siyu.core.errors import Conflict, Invalid
+from siyu.corps.models import Corp, Department, Staff
+from siyu.corps.services import audit, delete_department, upsert_staff
+from siyu.customers.models import Customer, Event, FollowRelation
+from siyu.groups.services import dismiss_unseen_group_chats
+from siyu.tags.models import RelationTag, Tag
+from siyu.wecom import schemas as s
+from siyu.wecom.errors import ConfigurationError, TooManyItems
+from siyu.wecom.mirror import Mirror, RelationFacts
+from siyu.wecom.models import SyncRun
+
+if TYPE_CHECKING:
+    from siyu.wecom.client import WeComClient
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Event.Source.SYNC
+STAGES: dict[str, tuple[str, ...]] = {
+    SyncRun.Kind.FULL: ("departments", "staff", "tags", "customers", "groups"),
+    SyncRun.Kind.RECONCILE: ("tags", "customers"),
+}
+# Share of the progress bar per stage, from what they cost: customers dominate every corp.
+WEIGHTS = {"departments": 2, "staff": 6, "tags": 2, "customers": 75, "groups": 15}
+USERIDS_PER_BATCH = 100  # batch/get_by_user: userid_list ≤ 100 (wecom-api.md §4.1, §6)
+RELATIONS_PER_PAGE = 100  # batch/get_by_user: limit ≤ 100
+GROUPS_PER_PAGE = 1000  # groupchat/list: limit 1..1000 (§4.7)
+OWNERS_PER_FILTER = 100  # groupchat/list: owner_filter.userid_list ≤ 100
+# A relation added less than this before a member's customer list was read may not be in that list yet (clocks
+# and WeCom's own propagation); such relations are left for the next run rather than ended.
+DELETION_GRACE = dt.timedelta(seconds=60)
+# Backoff of a sync after a transient WeCom failure: 30 s, doubling.
+RETRY_BASE = dt.timedelta(seconds=30)
+
+ClientFactory = Callable[[Corp], "WeComClient"]
+
+
+def _knob(name: str) -> Any:
+    return settings.SIYU[name]
+
+
+def _default_client(corp: Corp) -> WeComClient:
+    from siyu.wecom.client import client_for
+    from siyu.wecom.limits import Priority
+
+    return client_for(corp, priority=Priority.SYNC)
+
+
+# --- starting -----------------------------------------------------------------------------------------------
+
+
+def active_run(corp: Corp) -> SyncRun | None:
+    """The corp's sync that is running or due to run now (a scheduled one in the future does not count)."""
+    return (
+        SyncRun.objects.for_corp(corp)
+        .filter(status__in=[SyncRun.Status.PENDING, SyncRun.Status.RUNNING])
+        .exclude(scheduled_for__gt=now())
+        .order_by("created_at", "id")
+        .first()
+    )
+
+
+def start_sync(
+    *, corp: Corp, kind: str, user_id: int | None = None, enqueue: bool = True, reason: str = "console"
+) -> SyncRun:
+    """Start a full sync or a reconciliation of ``corp`` now; one at a time per corp (else ``Conflict``)."""
+    if kind not in SyncRun.Kind.values:
+        raise Invalid(f"kind must be one of {', '.join(SyncRun.Kind.values)}", field="kind")
+    with transaction.atomic():
+        Corp.objects.select_for_update().filter(pk=corp.pk).first()  # serialises concurrent starts
+        running = active_run(corp)
+        if running is not None:
+            raise Conflict(
+                f"a {running.get_kind_display()} of this corp is already under way (#{running.pk})"
+            )
+        # A scheduled reconciliation that has not started yet is superseded by this run.
+        SyncRun.objects.for_corp(corp).filter(status=SyncRun.Status.PENDING).delete()
+        run = SyncRun.objects.create(corp=corp, kind=kind, created_by_id=user_id, stage=STAGES[kind][0])
+        audit(
+            corp=corp,
+            action=f"wecom.sync.{kind}",
+            object_type="sync_run",
+            object_id=run.pk,
+            user_id=user_id,
+            detail={"reason": reason},
+        )
+        if enqueue:
+            transaction.on_commit(lambda: enqueue_run(run.pk))
+    return run
+
+
+def enqueue_run(run_id: int, run_after: dt.datetime | None = None) -> None:
+    if run_after is not None and run_sync_task.get_backend().supports_defer:
+        run_sync_task.using(run_after=run_after).enqueue(run_id=run_id)
+    else:
+        run_sync_task.enqueue(run_id=run_id)
+
+
+@transaction.atomic
+def resume_sync(*, run: SyncRun, user_id: int | None = None) -> SyncRun:
+    """Continue a failed run from its checkpoint."""
+    if run.status != SyncRun.Status.FAILED:
+        raise Invalid("only a failed sync can be resumed", field="status")
+    running = active_run(run.corp)
+    if running is not None:
+        raise Conflict(f"a {running.get_kind_display()} of this corp is already under way (#{running.pk})")
+    checkpoint = dict(run.checkpoint)
+    checkpoint.pop("failures", None)
+    SyncRun.objects.filter(pk=run.pk).update(
+        status=SyncRun.Status.PENDING, error="", finished_at=None, checkpoint=checkpoint, lease_until=None
+    )
+    audit(
+        corp=run.corp_id,
+        action="wecom.sync.resume",
+        object_type="sync_run",
+        object_id=run.pk,
+        user_id=user_id,
+    )
+    transaction.on_commit(lambda: enqueue_run(run.pk))
+    run.refresh_from_db()
+    return run
+
+
+# --- running ------------------------------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    """The run's time or step budget is spent; it continues from its checkpoint next time."""
+
+
+@dataclass
+class Runner:
+    """One worker's turn at a sync run: the run, the client, the mirror, the budget."""
+
+    run: SyncRun
+    client: WeComClient
+    mirror: Mirror
+    lease_owner: str
+    deadline: float
+    max_steps: int | None
+    steps: int = 0
+    reconciled: bool = False
+
+    @property
+    def corp(self) -> Corp:
+        return self.run.corp
+
+    @property
+    def checkpoint(self) -> dict[str, Any]:
+        return self.run.checkpoint
+
+    def count(self, name: str, amount: int = 1) -> None:
+        self.run.counts[name] = self.run.counts.get(name, 0) + amount
+
+    def save(self) -> None:
+        """Commit progress (inside the caller's transaction): checkpoint, counts, repairs, a longer lease."""
+        self.run.repairs = {k: v for k, v in self.mirror.repairs.items() if v}
+        lease = now() + dt.timedelta(seconds=_knob("SYNC_LEASE_SECONDS"))
+        updated = SyncRun.objects.filter(pk=self.run.pk, lease_owner=self.lease_owner).update(
+            stage=self.run.stage,
+            checkpoint=self.run.checkpoint,
+            counts=self.run.counts,
+            repairs=self.run.repairs,
+            lease_until=lease,
+        )
+        if not updated:  # another worker took the run over (our lease had ended): our work must not commit
+            raise RuntimeError("sync run taken over by another worker")
+
+    def step(self) -> None:
+        """One unit of work is committed; stop when the budget is spent."""
+        self.steps += 1
+        if (self.max_steps is not None and self.steps >= self.max_steps) or time.monotonic() > self.deadline:
+            raise _Stop
+
+
+@dataclass(frozen=True)
+class SyncTurn:
+    """What one ``run_sync`` call did: the run as it stands and, if it must continue, when."""
+
+    run: SyncRun
+    continue_at: dt.datetime | None = None
+    busy: bool = False
+
+
+def _claim(run_id: int, owner: str) -> SyncRun | None:
+    moment = now()
+    lease = moment + dt.timedelta(seconds=_knob("SYNC_LEASE_SECONDS"))
+    claimed = (
+        SyncRun.objects.filter(pk=run_id, status__in=[SyncRun.Status.PENDING, SyncRun.Status.RUNNING])
+        .exclude(lease_until__gt=moment)
+        .update(status=SyncRun.Status.RUNNING, lease_owner=owner, lease_until=lease)
+    )
+    if not claimed:
+        return None
+    SyncRun.objects.filter(pk=run_id, started_at=None).update(started_at=moment)
+    return SyncRun.objects.select_related("corp").get(pk=run_id)
+
+
+def run_sync(
+    run_id: int,
+    *,
+    client_factory: ClientFactory | None = None,
+    max_seconds: float | None = None,
+    max_steps: int | None = None,
+) -> SyncTurn:
+    """Work a sync run from its checkpoint until done, failed, or the budget (seconds or steps) is spent."""
+    owner = uuid.uuid4().hex
+    run = _claim(run_id, owner)
+    if run is None:
+        current = SyncRun.objects.filter(pk=run_id).first()
+        if current is None:
+            raise Invalid(f"no sync run {run_id}")
+        return SyncTurn(run=current, busy=current.status in (SyncRun.Status.PENDING, SyncRun.Status.RUNNING))
+    other = (
+        SyncRun.objects.for_corp(run.corp_id)
+        .filter(status=SyncRun.Status.RUNNING, lease_until__gt=now())
+        .exclude(pk=run.pk)
+        .first()
+    )
+    if other is not None:  # e.g. a scheduled reconciliation came due during a full sync: wait for it
+        SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.PENDING, lease_until=None)
+        run.refresh_from_db()
+        return SyncTurn(run=run, continue_at=now() + dt.timedelta(seconds=60))
+    reconciled = run.kind == SyncRun.Kind.RECONCILE or (
+        SyncRun.objects.for_corp(run.corp_id).filter(status=SyncRun.Status.DONE).exclude(pk=run.pk).exists()
+    )
+    client = (client_factory or _default_client)(run.corp)
+    mirror = Mirror(
+        corp=run.corp,
+        client=client,
+        source=SOURCE,
+        dedupe_prefix=f"sync:{run.pk}",
+        payload_extra={"reconciled": True, "sync_run": run.pk} if reconciled else {"sync_run": run.pk},
+    )
+    mirror.repairs.update(run.repairs)
+    budget = max_seconds if max_seconds is not None else _knob("SYNC_RUN_SECONDS")
+    runner = Runner(
+        run=run,
+        client=client,
+        mirror=mirror,
+        lease_owner=owner,
+        deadline=time.monotonic() + budget,
+        max_steps=max_steps,
+        reconciled=reconciled,
+    )
+    stages = STAGES[run.kind]
+    try:
+        start = stages.index(run.stage) if run.stage in stages else 0
+        for stage in stages[start:]:
+            if run.stage != stage:
+                run.stage = stage
+                run.checkpoint = {}
+                with transaction.atomic():
+                    runner.save()
+            STAGE_FUNCTIONS[stage](runner)
+            runner.checkpoint["finished"] = True
+            with transaction.atomic():
+                runner.save()
+    except _Stop:
+        return SyncTurn(run=_release(run, owner), continue_at=now())
+    except Exception as exc:  # recorded on the run; transient failures continue later from the checkpoint
+        return _failed_turn(run, owner, exc)
+    return SyncTurn(run=_finish(run, owner, status=SyncRun.Status.DONE))
+
+
+def _release(run: SyncRun, owner: str) -> SyncRun:
+    SyncRun.objects.filter(pk=run.pk, lease_owner=owner).update(lease_until=None)
+    run.refresh_from_db()
+    return run
+
+
+def _finish(run: SyncRun, owner: str, *, status: str, error: str = "") -> SyncRun:
+    SyncRun.objects.filter(pk=run.pk, lease_owner=owner).update(
+        status=status, error=error, finished_at=now(), lease_until=None
+    )
+    run.refresh_from_db()
+    from siyu.wecom.reconcile import schedule_reconciliation
+
+    schedule_reconciliation(corp=run.corp)
+    logger.info("wecom sync %s of corp %s: %s", run.pk, run.corp_id, status)
+    return run
+
+
+def _failed_turn(run: SyncRun, owner: str, exc: Exception) -> SyncTurn:
+    from siyu.wecom.inbox import describe_error
+
+    error = describe_error(exc)
+    transient = bool(getattr(exc, "transient", False)) and not isinstance(exc, ConfigurationError)
+    failures = int(run.checkpoint.get("failures", 0)) + 1
+    logger.warning("wecom sync %s failed (%s, try %s): %s", run.pk, run.stage, failures, type(exc).__name__)
+    if transient and failures <= _knob("SYNC_MAX_FAILURES"):
+        fresh = SyncRun.objects.get(pk=run.pk)
+        checkpoint = {**fresh.checkpoint, "failures": failures}
+        SyncRun.objects.filter(pk=run.pk, lease_owner=owner).update(
+            checkpoint=checkpoint, error=error, lease_until=None
+        )
+        retry_at = getattr(exc, "retry_at", None) or now() + RETRY_BASE * 2 ** (failures - 1)
+        run.refresh_from_db()
+        return SyncTurn(run=run, continue_at=retry_at)
+    return SyncTurn(run=_finish(run, owner, status=SyncRun.Status.FAILED, error=error))
+
+
+@task()
+def run_sync_task(run_id: int) -> None:
+    """Work a sync run for one time budget; enqueue its continuation when it is not finished."""
+    turn = run_sync(run_id)
+    if turn.continue_at is not None:
+        enqueue_run(run_id, None if turn.continue_at <= now() else turn.continue_at)
+
+
+# --- stages -------------------------------------------------------------------------------------------------
+
+
+def _depth(department: s.Department, by_id: dict[int, s.Department]) -> int:
+    depth, seen, current = 0, set(), department
+    while current.parentid in by_id and current.parentid not in seen:
+        seen.add(current.parentid)
+        current = by_id[current.parentid]
+        depth += 1
+    return depth
+
+
+def sync_departments(runner: Runner) -> None:
+    """Every department the app can see (``department/list``), parents first; gone ones are removed."""
+    departments = runner.client.department_list()
+    by_id = {d.id: d for d in departments}
+    with transaction.atomic():
+        for department in sorted(departments, key=lambda d: (_depth(d, by_id), d.id)):
+            runner.mirror.department(department)
+        gone = Department.objects.for_corp(runner.corp).exclude(wecom_id__in=list(by_id))
+        for wecom_id in list(gone.values_list("wecom_id", flat=True)):
+            delete_department(corp=runner.corp, wecom_id=wecom_id)
+            runner.mirror.repairs["departments_deleted"] += 1
+        runner.run.counts["departments"] = len(departments)
+        runner.save()
+
+
+def sync_staff(runner: Runner) -> None:
+    """Every member (``user/list`` of the top departments with their children); members gone are resigned.
+
+    Apps that may not list members (48002/60011) fall back to the members with customer contact, one
+    ``user/get`` each; then nobody is marked resigned, since the list is not complete.
+    """
+    roots = list(
+        Department.objects.for_corp(runner.corp)
+        .filter(parent=None)
+        .order_by("wecom_id")
+        .values_list("wecom_id", flat=True)
+    )
+    seen: set[str] = set()
+    complete = True
+    try:
+        for root in roots:
+            for member in runner.client.user_list(root, fetch_child=True):
+                if member.userid not in seen:
+                    seen.add(member.userid)
+                    with transaction.atomic():
+                        runner.mirror.member(member)
+    except ConfigurationError:
+        complete = False
+        for userid in runner.client.get_follow_user_list():
+            if userid not in seen:
+                seen.add(userid)
+                with transaction.atomic():
+                    runner.mirror.member(runner.client.user_get(userid))
+    with transaction.atomic():
+        if complete and roots:
+            gone = (
+                Staff.objects.for_corp(runner.corp)
+                .exclude(status=Staff.Status.RESIGNED)
+                .exclude(userid__in=seen)
+                .values_list("userid", flat=True)
+            )
+            for userid in list(gone):
+                upsert_staff(corp=runner.corp, userid=userid, status=Staff.Status.RESIGNED)
+                runner.mirror.repairs["staff_resigned"] += 1
+        runner.run.counts["staff"] = len(seen)
+        runner.save()
+
+
+def sync_tags(runner: Runner) -> None:
+    """The corp's tag groups and tags (``get_corp_tag_list``): created, renamed, reordered, deleted."""
+    groups = runner.client.get_corp_tag_list()
+    with transaction.atomic():
+        runner.mirror.tag_groups(groups, complete=True)
+        runner.run.counts["tag_groups"] = len(groups)
+        runner.run.counts["tags"] = sum(len(g.tag) for g in groups)
+        runner.save()
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _apply_relations_page(runner: Runner, relations: Iterable[s.CustomerRelation]) -> None:
+    """Mirror one ``batch/get_by_user`` page, reading what is already here in a few queries per page."""
+    entries = list(relations)
+    external_ids = {e.external_contact.external_userid for e in entries}
+    customers = {
+        c.external_userid: c
+        for c in Customer.objects.for_corp(runner.corp).filter(external_userid__in=external_ids)
+    }
+    active = {
+        (r.customer_id, r.staff.userid): r
+        for r in FollowRelation.objects.for_corp(runner.corp)
+        .filter(customer_id__in=[c.pk for c in customers.values()], status=FollowRelation.Status.ACTIVE)
+        .select_related("staff", "customer")
+    }
+    present: dict[int, dict[str, Tag]] = {}
+    for relation_tag in (
+        RelationTag.objects.for_corp(runner.corp)
+        .filter(relation_id__in=[r.pk for r in active.values()])
+        .exclude(tag__wecom_tag_id="")
+        .select_related("tag")
+    ):
+        present.setdefault(relation_tag.relation_id, {})[relation_tag.tag.wecom_tag_id] = relation_tag.tag
+    for entry in entries:
+        contact = entry.external_contact
+        customer = customers.get(contact.external_userid)
+        if customer is None or _profile_differs(customer, contact):
+            customer = runner.mirror.customer(contact)
+            customers[contact.external_userid] = customer
+        facts = RelationFacts.from_follow_info(entry.follow_info)
+        relation = active.get((customer.pk, facts.userid))
+        runner.mirror.relation(
+            customer,
+            facts,
+            relation=relation,
+            known=True,
+            present_tags=present.get(relation.pk, {}) if relation is not None else {},
+        )
+        runner.count("relations")
+
+
+def _profile_differs(customer: Customer, contact: s.ExternalContact) -> bool:
+    return (
+        customer.name != (contact.name or contact.external_userid)[:64]
+        or customer.unionid != contact.unionid[:64]
+        or customer.avatar != contact.avatar[:500]
+        or customer.gender != contact.gender
+        or customer.type != contact.type
+        or customer.corp_name != contact.corp_name[:64]
+        or customer.corp_full_name != contact.corp_full_name[:128]
+    )
+
+
+def sync_customers(runner: Runner) -> None:
+    """Customers and relations of every follow user, page by page; then relations WeCom no longer has."""
+    checkpoint = runner.checkpoint
+    if "follow" not in checkpoint:
+        checkpoint.update(follow=runner.client.get_follow_user_list(), phase="relations", chunk=0, cursor="")
+        with transaction.atomic():
+            runner.run.counts["follow_users"] = len(checkpoint["follow"])
+            runner.save()
+    follow: list[str] = checkpoint["follow"]
+    chunks = _chunks(follow, USERIDS_PER_BATCH)
+    while checkpoint["phase"] == "relations" and checkpoint["chunk"] < len(chunks):
+        cursor = checkpoint["cursor"]
+        page = runner.client.batch_get_by_user(
+            chunks[checkpoint["chunk"]], cursor=cursor, limit=RELATIONS_PER_PAGE
+        )
+        with transaction.atomic():
+            _apply_relations_page(runner, page.external_contact_list)
+            if page.next_cursor and page.next_cursor != cursor:
+                checkpoint["cursor"] = page.next_cursor
+            else:
+                checkpoint["chunk"] += 1
+                checkpoint["cursor"] = ""
+            checkpoint.pop("failures", None)
+            runner.save()
+        runner.step()
+    if checkpoint["phase"] == "relations":
+        checkpoint.update(phase="deletions", member=0)
+    while checkpoint["member"] < len(follow):
+        userid = follow[checkpoint["member"]]
+        listed_at = now()
+        in_wecom = set(runner.client.list_customers(userid))
+        with transaction.atomic():
+            _end_missing_relations(runner, userid, in_wecom, listed_at)
+            checkpoint["member"] += 1
+            checkpoint.pop("failures", None)
+            runner.save()
+        runner.step()
+    with transaction.atomic():
+        runner.run.counts["customers"] = (
+            Customer.objects.for_corp(runner.corp)
+            .filter(relations__status=FollowRelation.Status.ACTIVE)
+            .distinct()
+            .count()
+        )
+        runner.run.counts["active_relations"] = (
+            FollowRelation.objects.for_corp(runner.corp).filter(status=FollowRelation.Status.ACTIVE).count()
+        )
+        runner.save()
+
+
+def _end_missing_relations(runner: Runner, userid: str, in_wecom: set[str], listed_at: dt.datetime) -> None:
+    staff = Staff.objects.for_corp(runner.corp).filter(userid=userid).first()
+    if staff is None:
+        return
+    local = (
+        FollowRelation.objects.for_corp(runner.corp)
+        .filter(staff=staff, status=FollowRelation.Status.ACTIVE, added_at__lt=listed_at - DELETION_GRACE)
+        .values_list("pk", "customer__external_userid")
+    )
+    missing = [
+        pk for pk, external_userid in local.iterator(chunk_size=2000) if external_userid not in in_wecom
+    ]
+    for relation in (
+        FollowRelation.objects.for_corp(runner.corp).filter(pk__in=missing).select_related("customer")
+    ):
+        runner.mirror.end_relation(
+            relation, by="staff", at=listed_at, key=f"{relation.customer.external_userid}:{userid}:ended"
+        )
+
+
+def sync_groups(runner: Runner) -> None:
+    """Every customer group (``groupchat/list``, then ``groupchat/get``); groups no longer listed are gone.
+
+    Without an owner filter WeCom refuses corps with many members (81017); then the groups are listed per
+    100 owners (the follow users), and nothing is dismissed since resigned owners' groups are not listed.
+    """
+    checkpoint = runner.checkpoint
+    checkpoint.setdefault("mode", "all")
+    checkpoint.setdefault("cursor", "")
+    checkpoint.setdefault("index", 0)
+    while True:
+        owners: list[str] | None = None
+        if checkpoint["mode"] == "owners":
+            owner_chunks = _chunks(checkpoint["owners"], OWNERS_PER_FILTER)
+            if checkpoint["owner_chunk"] >= len(owner_chunks):
+                break
+            owners = owner_chunks[checkpoint["owner_chunk"]]
+        try:
+            page = runner.client.groupchat_list(
+                status_filter=0, owner_userids=owners, cursor=checkpoint["cursor"], limit=GROUPS_PER_PAGE
+            )
+        except TooManyItems:
+            if checkpoint["mode"] == "owners":
+                raise
+            checkpoint.update(
+                mode="owners", owners=runner.client.get_follow_user_list(), owner_chunk=0, cursor="", index=0
+            )
+            continue
+        refs = page.group_chat_list
+        while checkpoint["index"] < len(refs):
+            ref = refs[checkpoint["index"]]
+            chat = runner.client.groupchat_get(ref.chat_id)
+            with transaction.atomic():
+                runner.mirror.group_chat(chat, inheritance_status=ref.status, sync_run_id=runner.run.pk)
+                checkpoint["index"] += 1
+                runner.count("groups")
+                checkpoint.pop("failures", None)
+                runner.save()
+            runner.step()
+        last_page = not page.next_cursor or page.next_cursor == checkpoint["cursor"]
+        with transaction.atomic():
+            checkpoint["index"] = 0
+            if not last_page:
+                checkpoint["cursor"] = page.next_cursor
+            elif checkpoint["mode"] == "owners":
+                checkpoint["owner_chunk"] += 1
+                checkpoint["cursor"] = ""
+            runner.save()
+        if last_page and checkpoint["mode"] == "all":
+            break
+    with transaction.atomic():
+        if checkpoint["mode"] == "all":
+            dismissed = dismiss_unseen_group_chats(corp=runner.corp, sync_run_id=runner.run.pk, source=SOURCE)
+            runner.mirror.repairs["groups_dismissed"] += dismissed
+        runner.save()
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[Runner], None]] = {
+    "departments": sync_departments,
+    "staff": sync_staff,
+    "tags": sync_tags,
+    "customers": sync_customers,
+    "groups": sync_groups,
+}
+
+
+# --- progress for the console ----------------------------------------------------------------------------
+
+
+def _stage_fraction(run: SyncRun) -> float:
+    checkpoint = run.checkpoint
+    if checkpoint.get("finished"):
+        return 1.0
+    if run.stage == "customers" and checkpoint.get("follow"):
+        follow = len(checkpoint["follow"])
+        chunks = max(1, -(-follow // USERIDS_PER_BATCH))
+        if checkpoint.get("phase") == "relations":
+            return 0.8 * checkpoint.get("chunk", 0) / chunks
+        return 0.8 + 0.2 * checkpoint.get("member", 0) / max(1, follow)
+    return 0.0
+
+
+@dataclass(frozen=True)
+class SyncProgress:
+    """A run's progress bar: percent, and the stages with their state."""
+
+    percent: int
+    stages: list[tuple[str, str]] = field(default_factory=list)  # (stage, "done" | "current" | "waiting")
+
+
+def sync_progress(run: SyncRun) -> SyncProgress:
+    stages = STAGES[run.kind]
+    if run.status == SyncRun.Status.DONE:
+        return SyncProgress(percent=100, stages=[(s_, "done") for s_ in stages])
+    total = sum(WEIGHTS[s_] for s_ in stages)
+    current = stages.index(run.stage) if run.stage in stages else 0
+    done = sum(WEIGHTS[s_] for s_ in stages[:current]) + WEIGHTS[stages[current]] * _stage_fraction(run)
+    states = [
+        (s_, "done" if i < current else "current" if i == current else "waiting")
+        for i, s_ in enumerate(stages)
+    ]
+    return SyncProgress(percent=min(99, int(done * 100 / total)), stages=states)
+
+
+def list_sync_runs(corp: Corp, *, limit: int = 30) -> list[SyncRun]:
+    """The corp's latest syncs, newest first (the console's history)."""
+    return list(
+        SyncRun.objects.for_corp(corp).select_related("created_by").order_by("-created_at", "-id")[:limit]
+    )
+
+
+def get_sync_run(corp: Corp, run_id: int) -> SyncRun:
+    from siyu.core.errors import NotFound
+
+    run = SyncRun.objects.for_corp(corp).filter(pk=run_id).first()
+    if run is None:
+        raise NotFound("sync run not found")
+    return run
