@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 TOKEN_REFUSED = (40014, 42001)
 # Backoff between retries of a busy answer: 0.5 s, 1 s, 2 s … capped at 8 s, with jitter so that processes
 # retrying the same busy API do not come back in step.
-BACKOFF = wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.5)
+BACKOFF = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
 
 _http: httpx.Client | None = None
 _http_guard = threading.Lock()
@@ -95,28 +95,17 @@ def _busy_retries() -> int:
     return int(siyu_setting("WECOM_BUSY_RETRIES"))
 
 
-def fetch_token(corpid: str, secret: str, *, sleep: Callable[[float], None] = time.sleep) -> tuple[str, int]:
-    """Call ``gettoken``: returns (access_token, expires_in); -1 and network failures are retried ≤3 times."""
-
-    def once() -> tuple[str, int]:
-        data = _read(
-            "gettoken",
-            lambda: http_client().get(api_url("gettoken"), params={"corpid": corpid, "corpsecret": secret}),
-        )
-        code = _errcode(data)
-        if code:
-            log.warning("WeCom gettoken failed: errcode %d", code)
-            raise errors.for_code(code, str(data.get("errmsg", "")), "gettoken")
-        return str(data["access_token"]), int(data.get("expires_in") or 7200)
-
-    retrying = Retrying(
-        retry=retry_if_exception_type((errors.SystemBusy, errors.WeComUnavailable)),
-        stop=stop_after_attempt(1 + _busy_retries()),
-        wait=BACKOFF,
-        sleep=sleep,
-        reraise=True,
+def fetch_token(corpid: str, secret: str) -> tuple[str, int]:
+    """Call ``gettoken``: returns (access_token, expires_in). Retried with the call that needed it."""
+    data = _read(
+        "gettoken",
+        lambda: http_client().get(api_url("gettoken"), params={"corpid": corpid, "corpsecret": secret}),
     )
-    return retrying(once)
+    code = _errcode(data)
+    if code:
+        log.warning("WeCom gettoken failed: errcode %d", code)
+        raise errors.for_code(code, str(data.get("errmsg", "")), "gettoken")
+    return str(data["access_token"]), int(data.get("expires_in") or 7200)
 
 
 class Gateway:
@@ -186,7 +175,7 @@ class Gateway:
             corp_id=self.corp_id,
             corpid=self.corpid,
             secret=self.secret,
-            fetch=lambda corpid, secret: fetch_token(corpid, secret, sleep=self.sleep),
+            fetch=fetch_token,
             stale=stale,
         )
 

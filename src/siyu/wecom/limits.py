@@ -196,8 +196,12 @@ class Limiter:
                 remaining = deadline - time.monotonic()
                 if decision.wait > remaining:
                     raise RateLimited(api, now() + timedelta(seconds=decision.wait), decision.reason)
-                pause = decision.wait if decision.wait > 0 else random.uniform(POLL_MIN, POLL_MAX)  # noqa: S311
-                self.sleep(min(pause, POLL_MAX, max(remaining, 0.0)))
+                if decision.wait > 0:
+                    # A known wait (quota, penalty window): sleep through it, waking to keep the ticket alive.
+                    pause = min(decision.wait, WAITING_TTL.total_seconds() / 2)
+                else:
+                    pause = random.uniform(POLL_MIN, POLL_MAX)  # noqa: S311 - jitter, not security
+                self.sleep(min(pause, max(remaining, 0.0)))
         except BaseException:
             if waiting_id is not None:
                 GatewayTicket.objects.filter(pk=waiting_id).delete()
