@@ -90,7 +90,7 @@ class CustomerFilterForm(forms.Form):
         required=False,
         max_length=MAX_STATES * 31,
         label=_("Channel (state)"),
-        widget=forms.TextInput(attrs={"placeholder": _("e.g. expo2024, comma-separated")}),
+        widget=forms.TextInput(attrs={"placeholder": _("e.g. expo2024, shop01")}),
     )
     status = forms.ChoiceField(required=False, label=_("Relation status"))
     added_from = forms.DateField(
