@@ -15,12 +15,13 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP)
 
-# Debian's Chromium for the browser tests (Playwright drives it; no browser download).
+# Debian's Chromium for the browser tests (Playwright drives it; no browser download), and a CJK font so
+# screenshots of the Chinese console are legible.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian's chromium for the browser tests …"; \
+	@{ command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; } || { \
+	  echo "installing Debian's chromium and a CJK font for the browser tests …"; \
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; }
 
 demo: $(STAMP)
 	$(SIYU) demo
