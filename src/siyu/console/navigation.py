@@ -19,6 +19,7 @@ class NavEntry:
     url_name: str
     section: str
     needs_configure: bool = False
+    needs_admin: bool = False  # user management, API keys, the audit log
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ ENTRIES = [
     NavEntry(_("Departments"), "corps:department_list", section="corps:department_"),
     NavEntry(_("Callback inbox"), "wecom:inbox", section="wecom:inbox", needs_configure=True),
     NavEntry(_("WeCom sync"), "wecom:sync_list", section="wecom:sync", needs_configure=True),
+    NavEntry(
+        _("Custom fields"), "corps:settings_fields", section="corps:settings_field", needs_configure=True
+    ),
+    NavEntry(_("Users"), "corps:settings_users", section="corps:settings_user", needs_admin=True),
+    NavEntry(_("API keys"), "corps:settings_api_keys", section="corps:settings_api_key", needs_admin=True),
+    NavEntry(_("Audit log"), "corps:settings_audit", section="corps:settings_audit", needs_admin=True),
 ]
 
 
@@ -48,5 +55,6 @@ def navigation_for(actor: Actor | None, view_name: str) -> list[NavItem]:
             label=str(entry.label), url=reverse(entry.url_name), active=view_name.startswith(entry.section)
         )
         for entry in ENTRIES
-        if actor.can_configure or not entry.needs_configure
+        if (actor.can_configure or not entry.needs_configure)
+        and (actor.can_manage_users or not entry.needs_admin)
     ]
