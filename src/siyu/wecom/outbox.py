@@ -238,6 +238,9 @@ def send_claimed(pk: int, lease: datetime) -> str:
     spec = WRITE_APIS.get(row.api)
     priority = _priority(row.priority)
     mine = Outbox.objects.filter(pk=pk, status=Outbox.Status.SENDING, claimed_until=lease)
+    if not mine.exists():
+        # Our lease ran out before we got to the row and another worker claimed it.
+        return "lost"
     if spec is None:
         return _record(mine, row, status=Outbox.Status.FAILED, reason=f"{row.api} is not a WeCom write API")
     max_wait = DEFAULT_MAX_WAIT[Priority.WELCOME] if priority >= Priority.WELCOME else SEND_MAX_WAIT
