@@ -68,6 +68,8 @@ class CallbackSender:
         self.log: deque[Delivery] = deque(maxlen=10000)
         self.counts = {"queued": 0, "delivered": 0, "failed": 0, "dropped": 0, "attempts": 0}
         self._counts_lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
 
     def _count(self, name: str) -> None:
         with self._counts_lock:
@@ -89,6 +91,10 @@ class CallbackSender:
         for thread in self._threads:
             thread.join(timeout=self.config.callback_timeout + 1)
         self._threads.clear()
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     def crypto(self) -> CallbackCrypto:
         return CallbackCrypto(self.config.token, self.config.aes_key, self.config.corpid)
@@ -130,16 +136,26 @@ class CallbackSender:
             self._done()
         return delivery
 
+    def _http(self) -> httpx.Client:
+        # One pooled client for all sender threads, made on first use (an SSL context is not free).
+        with self._client_lock:
+            if self._client is None:
+                workers = max(1, self.config.callback_workers)
+                self._client = httpx.Client(
+                    trust_env=False,
+                    limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
+                )
+            return self._client
+
     def _run(self) -> None:
-        with httpx.Client(trust_env=False) as client:
-            while not self._stop.is_set():
-                delivery = self._queue.get()
-                if delivery is None:
-                    return
-                try:
-                    self._deliver(client, delivery)
-                finally:
-                    self._done()
+        while not self._stop.is_set():
+            delivery = self._queue.get()
+            if delivery is None:
+                return
+            try:
+                self._deliver(self._http(), delivery)
+            finally:
+                self._done()
 
     def _deliver(self, client: httpx.Client, delivery: Delivery) -> None:
         delivery.status = "sending"

@@ -19,8 +19,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from defusedxml import ElementTree
+
 from siyu.simulator.app import Simulator
 from siyu.simulator.config import SimulatorConfig
+from siyu.wecom.crypto import CallbackCrypto
 
 # Small and fast by default: tests ask for more when they need it.
 TEST_DEFAULTS: dict[str, Any] = {
@@ -94,6 +97,7 @@ class CallbackReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -165,3 +169,26 @@ class CallbackReceiver:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def open_callback(record: Received, crypto: CallbackCrypto) -> str:
+    """Verify and decrypt one received callback POST; returns the message XML."""
+    envelope = ElementTree.fromstring(record.body)
+    encrypted = envelope.findtext("Encrypt") or ""
+    query = record.query
+    return crypto.verify_and_decrypt(query["msg_signature"], query["timestamp"], query["nonce"], encrypted).decode()
+
+
+def event_fields(xml: str) -> dict[str, Any]:
+    """A message's elements by name: text, or the list of ``<Item>`` texts for list elements."""
+    root = ElementTree.fromstring(xml)
+    fields: dict[str, Any] = {}
+    for child in root:
+        items = list(child)
+        fields[child.tag] = [i.text or "" for i in items] if items else (child.text or "")
+    return fields
+
+
+def sim_crypto(sim: Simulator) -> CallbackCrypto:
+    """The callback cipher a receiver configured for ``sim`` would use."""
+    return CallbackCrypto(sim.config.token, sim.config.aes_key, sim.config.corpid)
