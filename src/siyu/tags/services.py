@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from siyu.core.clock import now
 from siyu.core.errors import ErrorCode, Invalid, NotFound
 from siyu.corps.access import Actor
 from siyu.corps.models import Corp
@@ -231,41 +233,99 @@ def tag_customers(
 ) -> BulkTagResult:
     """Tag customers on every active relation the actor may edit (WeCom tags live on relations).
 
-    Customers outside the actor's scope or of another corp are skipped as if they did not exist. Each customer
-    is its own transaction, so a long selection commits as it goes and a retry does not tag twice.
+    Customers outside the actor's scope or of another corp are skipped as if they did not exist. The whole
+    selection is one transaction of set-based statements (callers pass batches of a few hundred), with the
+    same effects and events as ``mark_relation_tags`` one relation at a time; a retry does not tag twice.
     """
     add = resolve_tags(actor.corp, add_tag_ids)
     remove = resolve_tags(actor.corp, remove_tag_ids)
     if not add and not remove:
         raise Invalid("choose at least one tag to add or remove", field="tags")
-    relations = (
-        FollowRelation.objects.for_corp(actor.corp)
-        .filter(
-            actor.visible_staff_ids_q(),
-            customer_id__in=list(customer_ids),
-            status=FollowRelation.Status.ACTIVE,
+    if {t.pk for t in add} & {t.pk for t in remove}:
+        raise Invalid("a tag cannot be added and removed at once", field="tags")
+    with transaction.atomic():
+        relations = list(
+            FollowRelation.objects.for_corp(actor.corp)
+            .filter(
+                actor.visible_staff_ids_q(),
+                customer_id__in=list(customer_ids),
+                status=FollowRelation.Status.ACTIVE,
+            )
+            .order_by("customer_id", "id")
         )
-        .order_by("customer_id", "id")
-    )
-    by_customer: dict[int, list[FollowRelation]] = {}
-    for relation in relations:
-        by_customer.setdefault(relation.customer_id, []).append(relation)
-    changed = 0
-    customers_changed = 0
-    for customer_relations in by_customer.values():
-        with transaction.atomic():
-            before = changed
-            for relation in customer_relations:
-                result = mark_relation_tags(relation=relation, add=add, remove=remove, source=source)
-                changed += bool(result.added or result.removed)
-            customers_changed += changed > before
+        changed_relations = _bulk_mark(relations, add=add, remove=remove, source=source)
+    customers = {r.customer_id for r in relations}
     requested = len(set(customer_ids))
     return BulkTagResult(
-        customers=len(by_customer),
-        relations_changed=changed,
-        skipped_customers=requested - len(by_customer),
-        customers_changed=customers_changed,
+        customers=len(customers),
+        relations_changed=len(changed_relations),
+        skipped_customers=requested - len(customers),
+        customers_changed=len({r.customer_id for r in relations if r.pk in changed_relations}),
     )
+
+
+def _bulk_mark(
+    relations: Sequence[FollowRelation], *, add: Sequence[Tag], remove: Sequence[Tag], source: str
+) -> set[int]:
+    """Set-based ``mark_relation_tags`` over many relations; returns the ids of relations that changed."""
+    if not relations:
+        return set()
+    corp_id = relations[0].corp_id
+    by_id = {r.pk: r for r in relations}
+    tag_ids = [t.pk for t in [*add, *remove]]
+    present = set(
+        RelationTag.objects.for_corp(corp_id)
+        .filter(relation_id__in=list(by_id), tag_id__in=tag_ids)
+        .values_list("relation_id", "tag_id")
+    )
+    now_ = now()
+    to_add = [(r, t) for r in relations for t in add if (r.pk, t.pk) not in present]
+    to_remove = [(r, t) for r in relations for t in remove if (r.pk, t.pk) in present]
+    events: list[Event] = []
+    if to_add:
+        RelationTag.objects.bulk_create(
+            [
+                RelationTag(corp_id=corp_id, relation=r, tag=t, customer_id=r.customer_id, created_at=now_)
+                for r, t in to_add
+            ],
+            ignore_conflicts=True,
+        )
+        CustomerTag.objects.bulk_create(
+            [CustomerTag(corp_id=corp_id, customer_id=r.customer_id, tag=t) for r, t in to_add],
+            ignore_conflicts=True,
+        )
+    if to_remove:
+        RelationTag.objects.for_corp(corp_id).filter(
+            relation_id__in={r.pk for r, _t in to_remove}, tag_id__in=[t.pk for t in remove]
+        ).delete()
+        affected = {(r.customer_id, t.pk) for r, t in to_remove}
+        still = set(
+            RelationTag.objects.for_corp(corp_id)
+            .filter(customer_id__in={c for c, _t in affected}, tag_id__in=[t.pk for t in remove])
+            .values_list("customer_id", "tag_id")
+        )
+        gone = affected - still
+        for tag in remove:
+            customers = [c for c, t in gone if t == tag.pk]
+            if customers:
+                CustomerTag.objects.for_corp(corp_id).filter(tag=tag, customer_id__in=customers).delete()
+    for kind, pairs in ((Event.Kind.TAGGED, to_add), (Event.Kind.UNTAGGED, to_remove)):
+        events.extend(
+            Event(
+                corp_id=corp_id,
+                customer_id=r.customer_id,
+                staff_id=r.staff_id,
+                kind=kind,
+                source=source,
+                occurred_at=now_,
+                recorded_at=now_,
+                payload={"tag_id": t.pk, "tag": t.name, "relation_id": r.pk},
+                dedupe_key=f"{kind}:{uuid.uuid4().hex}",
+            )
+            for r, t in pairs
+        )
+    Event.objects.bulk_create(events)
+    return {r.pk for r, _t in [*to_add, *to_remove]}
 
 
 @transaction.atomic
