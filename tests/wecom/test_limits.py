@@ -136,8 +136,11 @@ def test_a_running_ticket_of_a_dead_process_frees_its_slot_when_it_expires(setti
         limiter.acquire(corp_id=corp.pk, api=SYNC_API, priority=Priority.USER, max_wait=0)
         with pytest.raises(RateLimited):
             limiter.acquire(corp_id=corp.pk, api=SYNC_API, priority=Priority.USER, max_wait=0)
-        # when: HTTP timeout plus margin (40 s) later
-        clock.advance(timedelta(seconds=41))
+        # when: three HTTP timeouts plus the margin (60 s) later
+        clock.advance(timedelta(seconds=59))
+        with pytest.raises(RateLimited):
+            limiter.acquire(corp_id=corp.pk, api=SYNC_API, priority=Priority.USER, max_wait=0)
+        clock.advance(timedelta(seconds=2))
         # then
         assert limiter.acquire(corp_id=corp.pk, api=SYNC_API, priority=Priority.USER, max_wait=0)
 

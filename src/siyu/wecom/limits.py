@@ -74,7 +74,8 @@ HOUR_EXHAUSTED_SHARE = 0.1
 CONCURRENCY_RECOVERY = timedelta(seconds=60)
 # A waiting ticket is refreshed on every poll; one left by a dead process expires after this.
 WAITING_TTL = timedelta(seconds=10)
-# Slightly longer than the longest call (HTTP timeout plus a token refetch and replay).
+# A slot is held for one attempt: up to three HTTP calls (the call, gettoken, the replay), each bounded by the
+# HTTP timeout, plus this margin.
 RUNNING_TTL_MARGIN = timedelta(seconds=30)
 # Polling interval while waiting for a slot: short enough that a freed slot is used quickly, long enough that
 # waiters do not load the database.
@@ -171,7 +172,7 @@ class Limiter:
     ) -> None:
         self.sleep = sleep
         timeout = http_timeout if http_timeout is not None else float(siyu_setting("WECOM_HTTP_TIMEOUT"))
-        self.running_ttl = timedelta(seconds=timeout) + RUNNING_TTL_MARGIN
+        self.running_ttl = timedelta(seconds=3 * timeout) + RUNNING_TTL_MARGIN
 
     @contextlib.contextmanager
     def slot(self, *, corp_id: int, api: str, priority: Priority, max_wait: float) -> Iterator[None]:
