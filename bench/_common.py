@@ -151,6 +151,14 @@ def time_runs(fn: Callable[[], object], *, runs: int, warmup: int = 3) -> Timing
     return Timing(samples)
 
 
+def size_label(n: int) -> str:
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1000 and n % 1000 == 0:
+        return f"{n // 1000}k"
+    return str(n)
+
+
 def bench_corpid(customers: int, seed_value: int) -> str:
     return f"wwbench{customers}s{seed_value}"
 

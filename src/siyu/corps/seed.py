@@ -17,7 +17,9 @@ import json
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +68,7 @@ DEPARTMENTS: list[tuple[int, str, int | None]] = [
     (7, "市场部", 1),
 ]
 STAFF_COUNT = 30
+MAX_RELATIONS = 3  # staff relations per customer: 1 (70%), 2 (22%) or 3 (8%)
 STATES = ["ch_store", "ch_ad", "ch_referral", "ch_expo", "ch_mp", ""]  # contact-way states (channels)
 ADD_WAYS = [1, 1, 1, 2, 3, 16, 201]  # scan QR (most), search mobile, card share, …, assigned
 MOBILE_PREFIXES = ("138", "139", "186", "158", "177", "135")
@@ -143,18 +146,11 @@ class Writer:
     commit_every: int | None = None  # customers per transaction; None: one transaction for the whole seed
 
     def __init__(self, timestamp: Callable[[int], Any]) -> None:
-        self._pools: dict[type[models.Model], list[int]] = {}
         # The value to write for a DateTimeField at epoch seconds (UTC).
         self.timestamp = timestamp
 
-    def next_id(self, model: type[models.Model]) -> int:
-        pool = self._pools.setdefault(model, [])
-        if not pool:
-            pool.extend(reversed(self.reserve_ids(model, BATCH * 2)))
-        return pool.pop()
-
     def reset_ids(self) -> None:
-        self._pools.clear()
+        """Forget any id state at the end of a transaction."""
 
     def prepare(self) -> None:
         """Tune the connection for a bulk load (once, before the first write)."""
@@ -163,6 +159,7 @@ class Writer:
         """Called first thing inside each of the seed's transactions."""
 
     def reserve_ids(self, model: type[models.Model], n: int) -> list[int]:
+        """``n`` primary keys for ``model`` that nobody else will use."""
         raise NotImplementedError
 
     def write(self, model: type[models.Model], fields: list[str], rows: list[tuple[Any, ...]]) -> None:
@@ -238,7 +235,6 @@ class SqliteWriter(Writer):
         self._next: dict[type[models.Model], int] = {}
 
     def reset_ids(self) -> None:
-        super().reset_ids()
         self._next.clear()
 
     def prepare(self) -> None:
@@ -279,7 +275,6 @@ class OrmWriter(Writer):
         self._inner = PostgresWriter() if connection.vendor == "postgresql" else SqliteWriter()
 
     def reset_ids(self) -> None:
-        super().reset_ids()
         self._inner.reset_ids()
 
     def reserve_ids(self, model: type[models.Model], n: int) -> list[int]:
@@ -424,7 +419,8 @@ class _Generator:
         self.end = int(until.timestamp())
         self.start = self.end - DAYS * 86400
 
-    def batch(self, writer: Writer, offset: int, size: int) -> _Rows:
+    def batch(self, writer: Writer, offset: int, customer_ids: list[int], relation_ids: deque[int]) -> _Rows:
+        """Rows for customers ``offset`` …, one per ``customer_ids``; relation ids come from the left."""
         rng = self.rng
         rand = rng.random
         below = _below(rng)
@@ -454,11 +450,12 @@ class _Generator:
         rows = _Rows()
         customers, relations, relation_tags = rows.customers, rows.relations, rows.relation_tags
         customer_tags, events = rows.customer_tags, rows.events
-        for i in range(offset, offset + size):
-            customer_id = writer.next_id(Customer)
+        next_relation_id = relation_ids.popleft
+        for i, customer_id in enumerate(customer_ids, start=offset):
             external_userid = f"wmdemo{i:09d}"
             gender = (1, 2, 2, 0)[below(4)]
             first_add = self.start + below(span - 86400)  # the newest customer arrives a day before the end
+            # 1–MAX_RELATIONS distinct staff members
             followers = list(
                 dict.fromkeys(staff[self.pick_staff()] for _ in range(self.pick_relations() + 1))
             )
@@ -475,7 +472,7 @@ class _Generator:
             on_customer: dict[int, None] = {}
             added_at = last_added = first_add
             for staff_id, userid in followers:
-                relation_id = writer.next_id(FollowRelation)
+                relation_id = next_relation_id()
                 deleted = rand() < 0.08
                 state = STATES[below(len(STATES))]
                 mobiles = [MOBILE_PREFIXES[below(6)] + f"{below(10**8):08d}"] if rand() < 0.5 else []
@@ -553,6 +550,33 @@ def _default_until() -> dt.datetime:
     return now().replace(minute=0, second=0, microsecond=0)
 
 
+def _load(
+    writer: Writer, generator: _Generator, pool: ThreadPoolExecutor, start: int, end: int
+) -> Iterator[list[int]]:
+    """Write customers ``start`` … ``end - 1``; yields the rows written per table after each batch.
+
+    Generating rows (Python) and writing them (mostly the database's work) overlap: the pool's one thread
+    generates the next batch while this one writes the current. Generation stays strictly sequential, so the
+    random stream, and so the data, are those of a plain loop. Ids are reserved here, on this thread's
+    connection and transaction, before a batch is handed over; the generator never touches the database.
+    """
+    relation_ids: deque[int] = deque()  # what a batch leaves over is used by the next one
+
+    def submit(offset: int) -> Future[_Rows]:
+        size = min(BATCH, end - offset)
+        relation_ids.extend(writer.reserve_ids(FollowRelation, MAX_RELATIONS * size - len(relation_ids)))
+        return pool.submit(generator.batch, writer, offset, writer.reserve_ids(Customer, size), relation_ids)
+
+    pending: Future[_Rows] | None = submit(start)
+    while pending is not None:
+        rows = pending.result()
+        start += len(rows.customers)
+        pending = submit(start) if start < end else None
+        for (model, fields), table_rows in zip(TABLES, rows.by_table(), strict=True):
+            writer.write(model, fields, table_rows)
+        yield [len(table_rows) for table_rows in rows.by_table()]
+
+
 def seed(
     *,
     customers: int,
@@ -581,28 +605,24 @@ def seed(
     per_transaction = writer.commit_every or max(customers, 1)
     done = 0
     last_report = 0.0
-    while done < customers:
-        chunk_end = min(customers, done + per_transaction)
-        with transaction.atomic():
-            writer.transaction_started()
-            while done < chunk_end:
-                size = min(BATCH, chunk_end - done)
-                rows = generator.batch(writer, done, size)
-                for n, ((model, fields), table_rows) in enumerate(zip(TABLES, rows.by_table(), strict=True)):
-                    writer.write(model, fields, table_rows)
-                    counts[n] += len(table_rows)
-                done += size
-                del rows
-                if progress and (time.monotonic() - last_report > 2 or done == customers):
-                    last_report = time.monotonic()
-                    elapsed = last_report - started
-                    print(
-                        f"  {done:,}/{customers:,} customers ({done * 100 // max(customers, 1)}%, "
-                        f"{done / elapsed if elapsed else 0:,.0f}/s)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-        writer.reset_ids()  # SQLite's ids are only ours while we hold the write lock
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seed") as pool:
+        while done < customers:
+            chunk_end = min(customers, done + per_transaction)
+            with transaction.atomic():
+                writer.transaction_started()
+                for table_counts in _load(writer, generator, pool, done, chunk_end):
+                    counts = [a + b for a, b in zip(counts, table_counts, strict=True)]
+                    done += table_counts[0]
+                    if progress and (time.monotonic() - last_report > 2 or done == customers):
+                        last_report = time.monotonic()
+                        elapsed = last_report - started
+                        print(
+                            f"  {done:,}/{customers:,} customers ({done * 100 // max(customers, 1)}%, "
+                            f"{done / elapsed if elapsed else 0:,.0f}/s)",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+            writer.reset_ids()  # SQLite's ids are only ours while we hold the write lock
     return SeedReport(
         corp=corp,
         customers=counts[0],
