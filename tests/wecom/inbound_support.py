@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from django.test import Client
 
 from siyu.corps.models import Corp
 from siyu.corps.services import create_corp
 from siyu.wecom.crypto import CallbackCrypto
+from siyu.wecom.inbox import DrainReport, drain_inbox
 
 # Vector A of the protocol reference (wecom-api.md §2.6): the official sample's configuration.
 A_CORPID = "wx5823bf96d3bd56c7"
@@ -79,3 +84,74 @@ def post_callback(
     query, body = envelope(crypto, data)
     path = f"/wecom/callback/{corpid or crypto.receive_id}/?" + "&".join(f"{k}={v}" for k, v in query.items())
     return client.post(path, data=body, content_type="text/xml")
+
+
+# --- a simulated WeCom whose callbacks reach the real receiver ----------------------------------------------
+
+
+@dataclass
+class WeComEnv:
+    """The simulator, a corp configured like it, and delivery of its callbacks through the receiver.
+
+    The simulator posts its encrypted callbacks to a recording endpoint; ``deliver`` forwards each one to
+    ``/wecom/callback/<corpid>/`` exactly as received (query and body), so every event goes through signature
+    check, decryption and the inbox like one from WeCom.
+    """
+
+    sim: Any
+    receiver: Any
+    corp: Corp
+    client: Client
+    forwarded: int = 0
+    responses: list[int] = field(default_factory=list)
+
+    def deliver(self, minimum: int = 1, quiet: float = 0.15, timeout: float = 10.0) -> int:
+        """Forward callbacks that arrived since last time (at least ``minimum``, then until quiet)."""
+        self.receiver.wait_for(self.forwarded + minimum, timeout=timeout)
+        seen = -1
+        while seen != len(self.receiver.posts()):
+            seen = len(self.receiver.posts())
+            time.sleep(quiet)
+        posts = self.receiver.posts()[self.forwarded :]
+        for post in posts:
+            response = self.client.post(
+                f"/wecom/callback/{self.corp.corpid}/?{urlencode(post.query)}",
+                data=post.body,
+                content_type="text/xml",
+            )
+            self.responses.append(response.status_code)
+        self.forwarded += len(posts)
+        return len(posts)
+
+    def work(self) -> DrainReport:
+        """Drain the corp's inbox with the real worker function."""
+        return drain_inbox(corp_id=self.corp.pk)
+
+    def act(self, action: str, minimum: int = 1, **kwargs: Any) -> Any:
+        """Do a client-side action in the simulator, deliver its callbacks and work them."""
+        result = getattr(self.sim.actions, action)(**kwargs)
+        self.deliver(minimum)
+        self.work()
+        return result
+
+
+@contextlib.contextmanager
+def simulated_wecom(settings: Any, **overrides: Any) -> Iterator[WeComEnv]:
+    """A running simulator with a matching Siyu corp; WECOM_API_BASE points at it."""
+    from siyu.simulator.testing import CallbackReceiver, running_simulator
+    from siyu.wecom import tokens
+
+    values = {"staff": 5, "customers": 30, "groups": 3, **overrides}
+    with CallbackReceiver() as receiver, running_simulator(callback_url=receiver.url, **values) as sim:
+        settings.WECOM_API_BASE = sim.api_base
+        tokens.forget_cached()
+        config = sim.config
+        corp = create_corp(
+            name=config.corp_name,
+            corpid=config.corpid,
+            secret=config.secret,
+            token=config.token,
+            aes_key=config.aes_key,
+        )
+        yield WeComEnv(sim=sim, receiver=receiver, corp=corp, client=Client())
+        tokens.forget_cached()

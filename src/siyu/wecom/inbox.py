@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OPEN = (InboxEvent.Status.PENDING, InboxEvent.Status.PROCESSING)
+# A row handed back while being worked waits this long, so the worker that had it is done with it first
+# (handlers take well under a second unless they wait for WeCom quota).
+REDELIVERY_PAUSE_SECONDS = 5
 
 
 def _knob(name: str) -> Any:
@@ -113,11 +116,34 @@ def store_message(*, corp_id: int, plaintext: bytes) -> Stored:
         if not InboxEvent.objects.filter(corp_id=corp_id, dedupe_key=key).exists():
             raise
         created = False
+        if values["status"] == InboxEvent.Status.PENDING:
+            _work_again(corp_id, key)
     return Stored(
         created=created,
         pending=values["status"] == InboxEvent.Status.PENDING,
         event=values["event"],
         change_type=values["change_type"],
+    )
+
+
+def _work_again(corp_id: int, key: str) -> None:
+    """A message identical to one on record arrived: work the stored row again, without a second row.
+
+    Most such arrivals are WeCom's redeliveries, and working a row again changes nothing. But two real
+    changes can also make identical messages — two edits of one relation in the same second carry the same
+    UserID, ExternalUserID and CreateTime — and handlers read the current state from WeCom, so working the row
+    once more after the second change is what keeps that change from being lost. A row being worked right now
+    is handed back (its worker's result is discarded) and picked up again after a short pause.
+    """
+    rows = InboxEvent.objects.filter(corp_id=corp_id, dedupe_key=key)
+    rows.filter(status__in=[InboxEvent.Status.DONE, InboxEvent.Status.FAILED]).update(
+        status=InboxEvent.Status.PENDING, attempts=0, next_attempt_at=now(), last_error=""
+    )
+    rows.filter(status=InboxEvent.Status.PROCESSING).update(
+        status=InboxEvent.Status.PENDING,
+        claim="",
+        locked_until=None,
+        next_attempt_at=now() + dt.timedelta(seconds=REDELIVERY_PAUSE_SECONDS),
     )
 
 

@@ -97,7 +97,7 @@ def accept_event(
         stored.change_type,
         "stored" if stored.created else "duplicate",
     )
-    if stored.created and stored.pending:
+    if stored.pending:  # new, or an identical message that makes the stored row worked again
         wake_worker(config.corp_id)
 
 
