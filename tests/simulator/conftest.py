@@ -32,7 +32,9 @@ class WeCom:
             self._token = answer["access_token"]
         return self._token
 
-    def _send(self, method: str, path: str, body: dict[str, Any] | None, params: dict[str, Any]) -> dict[str, Any]:
+    def _send(
+        self, method: str, path: str, body: dict[str, Any] | None, params: dict[str, Any]
+    ) -> dict[str, Any]:
         for attempt in (1, 2):
             query = {"access_token": self.token, **params}
             if method == "GET":
@@ -42,7 +44,9 @@ class WeCom:
             assert response.status_code == 200
             answer: dict[str, Any] = response.json()
             if answer["errcode"] in (40014, 42001) and attempt == 1:
-                self._token = None  # expired (tests move the clock) or revoked: refetch once, as WeCom advises
+                self._token = (
+                    None  # expired (tests move the clock) or revoked: refetch once, as WeCom advises
+                )
                 continue
             return answer
         raise AssertionError("unreachable")

@@ -43,7 +43,9 @@ def test_an_expired_token_answers_42001_and_a_garbled_one_40014(sim: Simulator, 
     # when
     sim.clock.advance(7201)
     expired = wecom.http.get("externalcontact/get_follow_user_list", params={"access_token": token}).json()
-    garbled = wecom.http.get("externalcontact/get_follow_user_list", params={"access_token": "x" + token}).json()
+    garbled = wecom.http.get(
+        "externalcontact/get_follow_user_list", params={"access_token": "x" + token}
+    ).json()
     # then
     assert expired["errcode"] == 42001
     assert garbled["errcode"] == 40014

@@ -1,4 +1,4 @@
-"""「联系我」 contact ways: add, get (object and legacy array), list with cursor, update, delete; and scans."""
+"""「联系我」 contact ways: add, get (object or legacy array), list with cursor, update, delete; scans."""
 
 from __future__ import annotations
 
@@ -22,15 +22,23 @@ def test_add_get_update_delete(sim: Simulator, wecom: WeCom) -> None:
         "externalcontact/add_contact_way",
         {"type": 2, "scene": 2, "remark": "渠道客户", "state": "teststate", "user": [first], "party": []},
     )
-    got = wecom.ok("POST", "externalcontact/get_contact_way", {"config_id": added["config_id"]})["contact_way"]
-    wecom.ok("POST", "externalcontact/update_contact_way", {"config_id": added["config_id"], "user": [second]})
-    updated = wecom.ok("POST", "externalcontact/get_contact_way", {"config_id": added["config_id"]})["contact_way"]
+    got = wecom.ok("POST", "externalcontact/get_contact_way", {"config_id": added["config_id"]})[
+        "contact_way"
+    ]
+    wecom.ok(
+        "POST", "externalcontact/update_contact_way", {"config_id": added["config_id"], "user": [second]}
+    )
+    updated = wecom.ok("POST", "externalcontact/get_contact_way", {"config_id": added["config_id"]})[
+        "contact_way"
+    ]
     wecom.ok("POST", "externalcontact/del_contact_way", {"config_id": added["config_id"]})
     gone = wecom.post("externalcontact/get_contact_way", {"config_id": added["config_id"]})
     # then
     assert len(added["config_id"]) == 32 and added["qr_code"].startswith("https://")
     assert got["state"] == "teststate" and got["user"] == [first] and got["qr_code"] == added["qr_code"]
-    assert {"config_id", "type", "scene", "style", "remark", "skip_verify", "state", "user", "party"} <= set(got)
+    assert {"config_id", "type", "scene", "style", "remark", "skip_verify", "state", "user", "party"} <= set(
+        got
+    )
     assert updated["user"] == [second]  # user lists are replaced, not merged
     assert gone["errcode"] == 41044
 
@@ -85,7 +93,9 @@ def test_at_most_100_members_including_departments(sim: Simulator, wecom: WeCom)
 
 def test_scene_1_has_no_qr_code(sim: Simulator, wecom: WeCom) -> None:
     # when
-    added = wecom.ok("POST", "externalcontact/add_contact_way", {"type": 1, "scene": 1, "user": two_members(sim)[:1]})
+    added = wecom.ok(
+        "POST", "externalcontact/add_contact_way", {"type": 1, "scene": 1, "user": two_members(sim)[:1]}
+    )
     # then
     assert "qr_code" not in added
 
@@ -94,7 +104,9 @@ def test_list_contact_way_pages_with_a_cursor(sim: Simulator, wecom: WeCom) -> N
     # given
     user = two_members(sim)[:1]
     made = [
-        wecom.ok("POST", "externalcontact/add_contact_way", {"type": 1, "scene": 2, "user": user})["config_id"]
+        wecom.ok("POST", "externalcontact/add_contact_way", {"type": 1, "scene": 2, "user": user})[
+            "config_id"
+        ]
         for _ in range(5)
     ]
     # when
@@ -118,7 +130,9 @@ def test_a_scan_adds_a_relation_with_the_state_and_sends_the_event(
     # given
     user = two_members(sim)[:1]
     config_id = wecom.ok(
-        "POST", "externalcontact/add_contact_way", {"type": 1, "scene": 2, "user": user, "state": "douyin-0612"}
+        "POST",
+        "externalcontact/add_contact_way",
+        {"type": 1, "scene": 2, "user": user, "state": "douyin-0612"},
     )["config_id"]
     # when
     scanned = sim.actions.scan_contact_way(config_id=config_id)

@@ -98,7 +98,9 @@ def test_batch_get_by_user_pages_every_relation_exactly_once(sim: Simulator, wec
 
 def test_batch_get_by_user_item_shape(sim: Simulator, wecom: WeCom) -> None:
     # when
-    answer = wecom.ok("POST", "externalcontact/batch/get_by_user", {"userid_list": [busiest(sim)], "limit": 1})
+    answer = wecom.ok(
+        "POST", "externalcontact/batch/get_by_user", {"userid_list": [busiest(sim)], "limit": 1}
+    )
     # then
     item = answer["external_contact_list"][0]
     assert set(item) == {"external_contact", "follow_info"}
@@ -124,7 +126,9 @@ def test_batch_get_by_user_limits(http: httpx.Client) -> None:
         userid = max(big.state.follow_users(), key=lambda u: len(big.state.staff[u].follow_list))
         # when
         default = client.ok("POST", "externalcontact/batch/get_by_user", {"userid_list": [userid]})
-        capped = client.ok("POST", "externalcontact/batch/get_by_user", {"userid_list": [userid], "limit": 500})
+        capped = client.ok(
+            "POST", "externalcontact/batch/get_by_user", {"userid_list": [userid], "limit": 500}
+        )
         too_many = client.post("externalcontact/batch/get_by_user", {"userid_list": [userid] * 101})
         too_long = client.post("externalcontact/batch/get_by_user", {"userid_list": ["x" * 65]})
         missing = client.post("externalcontact/batch/get_by_user", {"limit": 10})
@@ -168,7 +172,9 @@ def test_paging_stays_exact_while_relations_come_and_go(sim: Simulator, wecom: W
     added = sim.actions.add_customer(userid=userid)["external_userid"]
     cursor = first["next_cursor"]
     while cursor:
-        page = wecom.ok("POST", "externalcontact/batch/get_by_user", {"userid_list": [userid], "cursor": cursor})
+        page = wecom.ok(
+            "POST", "externalcontact/batch/get_by_user", {"userid_list": [userid], "cursor": cursor}
+        )
         seen += [i["external_contact"]["external_userid"] for i in page["external_contact_list"]]
         cursor = page["next_cursor"]
     # then: nothing skipped, nothing twice, the newcomer at the end
@@ -212,7 +218,8 @@ def test_remark_on_a_stranger_is_84061(sim: Simulator, wecom: WeCom) -> None:
     stranger = next(c for c in sim.state.customers.values() if userid not in c.follows)
     # when
     answer = wecom.post(
-        "externalcontact/remark", {"userid": userid, "external_userid": stranger.external_userid, "remark": "x"}
+        "externalcontact/remark",
+        {"userid": userid, "external_userid": stranger.external_userid, "remark": "x"},
     )
     # then
     assert answer["errcode"] == 84061

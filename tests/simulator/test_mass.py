@@ -96,7 +96,9 @@ def test_tag_filter_is_or_within_a_group_and_across_groups(sim: Simulator, wecom
     follows[1].tag_ids = [tag_b, tag_c]
     follows[2].tag_ids = [tag_a]
     # when
-    msgid = send(wecom, sender, tag_filter={"group_list": [{"tag_list": [tag_a, tag_b]}, {"tag_list": [tag_c]}]})
+    msgid = send(
+        wecom, sender, tag_filter={"group_list": [{"tag_list": [tag_a, tag_b]}, {"tag_list": [tag_c]}]}
+    )
     # then
     assert set(results(wecom, msgid, sender)) == {follows[0].external_userid, follows[1].external_userid}
 
@@ -130,7 +132,9 @@ def test_nobody_to_send_to_is_41048(sim: Simulator, wecom: WeCom) -> None:
     sender = member_with_customers(sim)
     stranger = next(c.external_userid for c in sim.state.customers.values() if sender not in c.follows)
     # when
-    answer = wecom.post("externalcontact/add_msg_template", {"sender": sender, "external_userid": [stranger], **TEXT})
+    answer = wecom.post(
+        "externalcontact/add_msg_template", {"sender": sender, "external_userid": [stranger], **TEXT}
+    )
     # then
     assert answer["errcode"] == 41048
 
@@ -140,9 +144,9 @@ def test_group_sends_go_to_the_senders_groups(sim: Simulator, wecom: WeCom) -> N
     owner = next(iter(sim.state.groups.values())).owner
     owned = {c.chat_id for c in sim.state.groups.values() if c.owner == owner}
     # when
-    msgid = wecom.ok("POST", "externalcontact/add_msg_template", {"chat_type": "group", "sender": owner, **TEXT})[
-        "msgid"
-    ]
+    msgid = wecom.ok(
+        "POST", "externalcontact/add_msg_template", {"chat_type": "group", "sender": owner, **TEXT}
+    )["msgid"]
     sim.actions.confirm_msg(msgid=msgid)
     answer = wecom.ok("POST", "externalcontact/get_groupmsg_send_result", {"msgid": msgid, "userid": owner})
     # then
@@ -195,7 +199,9 @@ def test_cancel_and_remind(sim: Simulator, wecom: WeCom) -> None:
     sender = member_with_customers(sim)
     msgid = send(wecom, sender)
     # when
-    reminds = [wecom.post("externalcontact/remind_groupmsg_send", {"msgid": msgid})["errcode"] for _ in range(4)]
+    reminds = [
+        wecom.post("externalcontact/remind_groupmsg_send", {"msgid": msgid})["errcode"] for _ in range(4)
+    ]
     sim.clock.advance(86401)
     after_a_day = wecom.post("externalcontact/remind_groupmsg_send", {"msgid": msgid})["errcode"]
     wecom.ok("POST", "externalcontact/cancel_groupmsg_send", {"msgid": msgid})
@@ -218,7 +224,9 @@ def test_list_v2_pages_and_filters(sim: Simulator, wecom: WeCom) -> None:
     window = {"chat_type": "single", "start_time": now - 60, "end_time": now + 60}
     # when
     first = wecom.ok("POST", "externalcontact/get_groupmsg_list_v2", {**window, "limit": 2})
-    second = wecom.ok("POST", "externalcontact/get_groupmsg_list_v2", {**window, "cursor": first["next_cursor"]})
+    second = wecom.ok(
+        "POST", "externalcontact/get_groupmsg_list_v2", {**window, "cursor": first["next_cursor"]}
+    )
     personal = wecom.ok("POST", "externalcontact/get_groupmsg_list_v2", {**window, "filter_type": 1})
     too_wide = wecom.post(
         "externalcontact/get_groupmsg_list_v2", {"start_time": now - 31 * 86400, "end_time": now}

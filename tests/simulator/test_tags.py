@@ -28,7 +28,11 @@ def test_add_corp_tag_creates_a_group_or_adds_to_one(sim: Simulator, wecom: WeCo
     created = wecom.ok(
         "POST",
         "externalcontact/add_corp_tag",
-        {"group_name": "会员", "order": 9, "tag": [{"name": "金卡"}, {"name": "银卡", "order": 2}, {"name": "金卡"}]},
+        {
+            "group_name": "会员",
+            "order": 9,
+            "tag": [{"name": "金卡"}, {"name": "银卡", "order": 2}, {"name": "金卡"}],
+        },
     )["tag_group"]
     merged = wecom.ok(
         "POST", "externalcontact/add_corp_tag", {"group_name": "会员", "tag": [{"name": "铜卡"}]}
@@ -49,8 +53,12 @@ def test_add_corp_tag_errors(sim: Simulator, wecom: WeCom) -> None:
     existing_tag = sim.state.tags[existing.tag_ids[0]].name
     before = len(sim.state.tags)
     # when
-    clash = wecom.post("externalcontact/add_corp_tag", {"group_name": existing.name, "tag": [{"name": existing_tag}]})
-    long_name = wecom.post("externalcontact/add_corp_tag", {"group_name": "新组", "tag": [{"name": "字" * 31}]})
+    clash = wecom.post(
+        "externalcontact/add_corp_tag", {"group_name": existing.name, "tag": [{"name": existing_tag}]}
+    )
+    long_name = wecom.post(
+        "externalcontact/add_corp_tag", {"group_name": "新组", "tag": [{"name": "字" * 31}]}
+    )
     empty = wecom.post("externalcontact/add_corp_tag", {"group_name": "空组", "tag": []})
     bad_group = wecom.post("externalcontact/add_corp_tag", {"group_id": "etNOPE", "tag": [{"name": "x"}]})
     # then
@@ -93,7 +101,9 @@ def test_edit_and_delete_tags_and_groups(sim: Simulator, wecom: WeCom) -> None:
     assert only["group_name"] == "渠道2" and only["deleted"] is False
     assert {t["name"]: t["deleted"] for t in only["tag"]} == {"A2": True, "B": False}
     assert by_group["tag_group"][0]["deleted"] is True  # deleting its last tag deleted the group
-    assert "渠道2" not in [g["group_name"] for g in wecom.ok("POST", "externalcontact/get_corp_tag_list")["tag_group"]]
+    assert "渠道2" not in [
+        g["group_name"] for g in wecom.ok("POST", "externalcontact/get_corp_tag_list")["tag_group"]
+    ]
     assert wecom.post("externalcontact/del_corp_tag", {})["errcode"] == 40058
     assert wecom.post("externalcontact/del_corp_tag", {"tag_id": [tag_a]})["errcode"] == 40068
 
@@ -117,7 +127,9 @@ def test_mark_tag(sim: Simulator, wecom: WeCom) -> None:
     body = {"userid": follow.userid, "external_userid": follow.external_userid}
     # when
     wecom.ok("POST", "externalcontact/mark_tag", {**body, "add_tag": [tags[0].id, tags[1].id]})
-    wecom.ok("POST", "externalcontact/mark_tag", {**body, "add_tag": [tags[2].id], "remove_tag": [tags[0].id]})
+    wecom.ok(
+        "POST", "externalcontact/mark_tag", {**body, "add_tag": [tags[2].id], "remove_tag": [tags[0].id]}
+    )
     # then
     assert follow.tag_ids == [tags[1].id, tags[2].id]
     assert wecom.post("externalcontact/mark_tag", body)["errcode"] == 40058

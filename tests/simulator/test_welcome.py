@@ -44,9 +44,12 @@ def test_a_code_expires_after_20_seconds_of_the_simulated_clock(sim: Simulator, 
 
 def test_unknown_and_missing_codes(wecom: WeCom) -> None:
     # when / then
-    assert wecom.post("externalcontact/send_welcome_msg", {"welcome_code": "nope", "text": {"content": "x"}})[
-        "errcode"
-    ] == 41050
+    assert (
+        wecom.post("externalcontact/send_welcome_msg", {"welcome_code": "nope", "text": {"content": "x"}})[
+            "errcode"
+        ]
+        == 41050
+    )
     assert wecom.post("externalcontact/send_welcome_msg", {"text": {"content": "x"}})["errcode"] == 41049
 
 
@@ -60,12 +63,16 @@ def test_unknown_and_missing_codes(wecom: WeCom) -> None:
         ({}, 40058),
     ],
 )
-def test_content_limits_do_not_use_up_the_code(sim: Simulator, wecom: WeCom, content: dict, code: int) -> None:
+def test_content_limits_do_not_use_up_the_code(
+    sim: Simulator, wecom: WeCom, content: dict, code: int
+) -> None:
     # given
     welcome = fresh_code(sim)
     # when
     rejected = wecom.post("externalcontact/send_welcome_msg", {"welcome_code": welcome, **content})
-    accepted = wecom.post("externalcontact/send_welcome_msg", {"welcome_code": welcome, "text": {"content": "ok"}})
+    accepted = wecom.post(
+        "externalcontact/send_welcome_msg", {"welcome_code": welcome, "text": {"content": "ok"}}
+    )
     # then
     assert rejected["errcode"] == code
     assert accepted["errcode"] == 0

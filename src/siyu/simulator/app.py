@@ -180,6 +180,9 @@ class Simulator:
             self.limits.count_call(api)
             self.limits.enter(api)
             try:
+                if answer.delay:  # the work takes this long: the call stays in flight meanwhile
+                    self._stopping.wait(answer.delay)
+                    answer.delay = 0.0
                 with self.state.lock:
                     result = route.handler(self, request)
             finally:

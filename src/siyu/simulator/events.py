@@ -86,6 +86,9 @@ def external_chat(
     current_version: str | None = None,
 ) -> str:
     """``change_external_chat`` (§3.2): create, update (with UpdateDetail) or dismiss."""
+    if join_scene is not None or quit_scene is not None:
+        # The documented sample carries both scenes on a member change; the other one is 0.
+        join_scene, quit_scene = join_scene or 0, quit_scene or 0
     fields: list[tuple[str, Value]] = [
         ("ChatId", chat_id),
         ("ChangeType", change_type),

@@ -176,7 +176,9 @@ def open_callback(record: Received, crypto: CallbackCrypto) -> str:
     envelope = ElementTree.fromstring(record.body)
     encrypted = envelope.findtext("Encrypt") or ""
     query = record.query
-    return crypto.verify_and_decrypt(query["msg_signature"], query["timestamp"], query["nonce"], encrypted).decode()
+    return crypto.verify_and_decrypt(
+        query["msg_signature"], query["timestamp"], query["nonce"], encrypted
+    ).decode()
 
 
 def event_fields(xml: str) -> dict[str, Any]:

@@ -47,7 +47,8 @@ def groupchat_list(sim: Simulator, request: Request) -> Result:
     status_filter = get_int(data, "status_filter", default=0, minimum=0, maximum=3)
     owners = get_list(get_object(data, "owner_filter"), "userid_list", max_items=OWNER_FILTER_MAX)
     limit = get_int(data, "limit", required=True, minimum=1, maximum=LIST_MAX_LIMIT)
-    if not owners and len(sim.state.follow_users()) > UNFILTERED_MAX_MEMBERS:
+    members = sum(1 for s in sim.state.staff.values() if s.status != 5)  # the app sees the whole corp
+    if not owners and members > UNFILTERED_MAX_MEMBERS:
         raise ApiError(81017)
     cursor = get_str(data, "cursor")
     last_seq = sim.cursors.decode("groupchat/list", cursor) if cursor else 0
