@@ -32,7 +32,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from siyu.core.errors import Invalid
+from siyu.core.errors import Conflict, DomainError, Invalid
 from siyu.corps.access import Actor
 from siyu.corps.models import ApiKey, AuditLog, Department, Membership, Role, Staff
 from siyu.corps.services import (
@@ -130,7 +130,7 @@ def _field_or_404(actor: Actor, field_id: int) -> CustomField:
     return field
 
 
-def _refused(form: forms.Form, exc: Invalid) -> None:
+def _refused(form: forms.Form, exc: DomainError) -> None:
     """Put a service's refusal next to the field it names (or on top of the form)."""
     form.add_error(exc.field if exc.field in form.fields else None, exc.message)
 
@@ -244,7 +244,7 @@ def user_create(request: HttpRequest) -> HttpResponse:
                 staff=data["staff"],
                 departments=list(data["departments"]),
             )
-        except Invalid as exc:
+        except (Invalid, Conflict) as exc:  # Conflict: the same username created a moment earlier
             _refused(form, exc)
         else:
             if new.password is None:
