@@ -719,7 +719,9 @@ class Actions:
                 transfer.external_userid,
                 source="DELETE_BY_TRANSFER",
             )
-        if takeover.userid not in customer.follows:  # "no add event if takeover was already a friend"
+        # "no add event if takeover was already a friend"; the takeover's add carries no WelcomeCode, since
+        # WeCom itself sends transfer_success_msg to the customer.
+        if takeover.userid not in customer.follows:
             self.state.add_follow(
                 customer,
                 takeover,

@@ -84,6 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
+            self.close_connection = True  # the unread body makes the connection unusable
             self._send(Answer(status=413, raw=b"", content_type="text/plain"))
             return
         body = self.rfile.read(length) if length else b""
