@@ -45,7 +45,7 @@ LIST_INDEXES = [
     "relation_staff_status",
     "relation_tag_customer_tag",
     "customer_search_trgm",
-    "relation_active_staff_customer",
+    "relation_customer_staff",
 ]
 TARGET_P50_MS = 150.0  # the target for the filtered first page at 1M customers
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from siyu.core import clock
 from siyu.corps.access import Actor
 from siyu.customers.models import Event
 from siyu.customers.selectors import CustomerFilter, CustomerPage, list_customers
@@ -81,3 +84,28 @@ def test_query_count_is_the_same_on_a_later_page(world: World) -> None:
     assert len(queries) == first_queries
     assert len(second.items) == 10
     assert not {c.pk for c in first.items} & {c.pk for c in second.items}
+
+
+@pytest.mark.parametrize("sort", ["-added", "added", "name", "-name", "-id", "id"])
+def test_keyset_pages_cover_every_customer_once_even_with_ties(world: World, sort: str) -> None:
+    # given customers of which several share the sort value (added in the same second, same names)
+    moments = [dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC), dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)]
+    for i in range(9):
+        with clock.frozen_at(moments[i % 2]):
+            customer = factories.make_customer(
+                world.corp, ["甲", "乙", "丙"][i % 3], external_userid=f"wmtie{i}"
+            )
+            factories.follow(customer, world.wang)
+    expected = list_customers(world.admin, CustomerFilter(), sort=sort, page_size=50).items
+    # when the list is read two at a time through the cursor
+    seen: list[int] = []
+    cursor = None
+    while True:
+        page = list_customers(world.admin, CustomerFilter(), sort=sort, page_size=2, cursor=cursor)
+        seen += [c.pk for c in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    # then every customer comes exactly once, in the order of the one-page list
+    assert seen == [c.pk for c in expected]
+    assert len(seen) == 9

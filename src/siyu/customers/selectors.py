@@ -46,7 +46,15 @@ class CustomerFilter:
 
     def is_empty(self) -> bool:
         return not any(
-            [self.q, self.tags_any, self.tags_all, self.staff_ids, self.department_ids, self.states, self.status]
+            [
+                self.q,
+                self.tags_any,
+                self.tags_all,
+                self.staff_ids,
+                self.department_ids,
+                self.states,
+                self.status,
+            ]
         ) and (self.added_from is None and self.added_to is None and self.gender is None)
 
 
@@ -102,7 +110,9 @@ def filter_customers(actor: Actor, flt: CustomerFilter) -> QuerySet[Customer]:
     for tag_id in dict.fromkeys(flt.tags_all):
         qs = qs.filter(Exists(CustomerTag.objects.filter(customer_id=OuterRef("pk"), tag_id=tag_id)))
     if flt.tags_any:
-        qs = qs.filter(Exists(CustomerTag.objects.filter(customer_id=OuterRef("pk"), tag_id__in=flt.tags_any)))
+        qs = qs.filter(
+            Exists(CustomerTag.objects.filter(customer_id=OuterRef("pk"), tag_id__in=flt.tags_any))
+        )
     if flt.gender is not None:
         qs = qs.filter(gender=flt.gender)
     relation_q = _relation_filter(actor, flt)
@@ -129,7 +139,9 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
         if SORTS[sort][0] == "last_added_at":
             value = dt.datetime.fromisoformat(value)
     except (ValueError, TypeError, KeyError) as exc:
-        raise Invalid("the page cursor is not valid for this list", field="cursor", code=ErrorCode.BAD_CURSOR) from exc
+        raise Invalid(
+            "the page cursor is not valid for this list", field="cursor", code=ErrorCode.BAD_CURSOR
+        ) from exc
     return value, pk
 
 
@@ -137,12 +149,19 @@ def page_size_or_error(page_size: int | None) -> int:
     size = page_size or settings.SIYU["PAGE_SIZE"]
     maximum = settings.SIYU["MAX_PAGE_SIZE"]
     if size < 1 or size > maximum:
-        raise Invalid(f"page size must be between 1 and {maximum}", field="page_size", code=ErrorCode.PAGE_TOO_LARGE)
+        raise Invalid(
+            f"page size must be between 1 and {maximum}", field="page_size", code=ErrorCode.PAGE_TOO_LARGE
+        )
     return int(size)
 
 
 def list_customers(
-    actor: Actor, flt: CustomerFilter, *, sort: str = DEFAULT_SORT, cursor: str | None = None, page_size: int | None = None
+    actor: Actor,
+    flt: CustomerFilter,
+    *,
+    sort: str = DEFAULT_SORT,
+    cursor: str | None = None,
+    page_size: int | None = None,
 ) -> CustomerPage:
     """One page of the customer list with relations (and staff) and tags loaded: three queries in all."""
     if sort not in SORTS:
@@ -154,10 +173,18 @@ def list_customers(
         value, pk = decode_cursor(cursor, sort)
         if column == "id":
             qs = qs.filter(pk__lt=pk) if desc else qs.filter(pk__gt=pk)
+        # (column, id) past the cursor. The first, redundant bound is what an index range can start from: the
+        # OR alone is only a filter, and a deep page would walk every row before it.
         elif desc:
-            qs = qs.filter(Q(**{f"{column}__lt": value}) | Q(**{column: value, "pk__lt": pk}))
+            qs = qs.filter(
+                Q(**{f"{column}__lte": value}),
+                Q(**{f"{column}__lt": value}) | Q(**{column: value, "pk__lt": pk}),
+            )
         else:
-            qs = qs.filter(Q(**{f"{column}__gt": value}) | Q(**{column: value, "pk__gt": pk}))
+            qs = qs.filter(
+                Q(**{f"{column}__gte": value}),
+                Q(**{f"{column}__gt": value}) | Q(**{column: value, "pk__gt": pk}),
+            )
     order = [f"-{column}", "-id"] if desc else [column, "id"]
     if column == "id":
         order = order[:1]
@@ -166,7 +193,10 @@ def list_customers(
         relations = relations.filter(actor.visible_staff_ids_q())
     qs = qs.order_by(*order).prefetch_related(
         Prefetch("relations", queryset=relations),
-        Prefetch("customer_tags", queryset=CustomerTag.objects.select_related("tag").order_by("tag__order", "tag_id")),
+        Prefetch(
+            "customer_tags",
+            queryset=CustomerTag.objects.select_related("tag").order_by("tag__order", "tag_id"),
+        ),
     )
     rows = list(qs[: size + 1])
     has_more = len(rows) > size
