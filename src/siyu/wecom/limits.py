@@ -33,7 +33,7 @@ from enum import IntEnum
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q
 
 from siyu.core.clock import now
@@ -164,6 +164,28 @@ def _limit_row(corp_id: int, api: str, quota: ApiQuota) -> ApiLimit:
     return row
 
 
+@contextlib.contextmanager
+def _state_transaction() -> Iterator[None]:
+    """A transaction over limiter state only.
+
+    On PostgreSQL its commit does not wait for the WAL to reach the disk: limiter state is worth nothing after
+    a crash (buckets refill within a minute, tickets expire), and a synchronous commit would add a disk flush
+    to every WeCom call. Only when it is the outermost transaction, so a caller's own writes stay durable.
+    """
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
+
+
+def release(ticket_id: int) -> None:
+    """Give a slot back (delete its running ticket)."""
+    with _state_transaction():
+        GatewayTicket.objects.filter(pk=ticket_id).delete()
+
+
 class Limiter:
     """Grants slots for WeCom calls from the shared state in the database."""
 
@@ -181,7 +203,7 @@ class Limiter:
         try:
             yield
         finally:
-            GatewayTicket.objects.filter(pk=ticket_id).delete()
+            release(ticket_id)
 
     def acquire(self, *, corp_id: int, api: str, priority: Priority, max_wait: float) -> int:
         """Wait for a slot and return its running ticket's id (delete the ticket to release the slot)."""
@@ -210,7 +232,7 @@ class Limiter:
 
     def _try(self, *, corp_id: int, api: str, priority: Priority, waiting_id: int | None) -> _Decision:
         quota = quota_for(api)
-        with transaction.atomic():
+        with _state_transaction():
             at = now()
             limit = _limit_row(corp_id, api, quota)
             _refill(limit, quota, at)
@@ -288,7 +310,7 @@ class Limiter:
     def penalize(self, *, corp_id: int, api: str) -> datetime:
         """Record a 45009 for ``api``: open its penalty window and return when it closes."""
         quota = quota_for(api)
-        with transaction.atomic():
+        with _state_transaction():
             at = now()
             limit = _limit_row(corp_id, api, quota)
             _refill(limit, quota, at)
@@ -304,7 +326,7 @@ class Limiter:
     def lower_concurrency(self, *, corp_id: int, api: str) -> int:
         """Record a 45033 for ``api``: halve its concurrency cap (at least 1) and return the new cap."""
         quota = quota_for(api)
-        with transaction.atomic():
+        with _state_transaction():
             at = now()
             limit = _limit_row(corp_id, api, quota)
             current = _effective_concurrency(limit, quota, at)
