@@ -244,6 +244,8 @@ def test_invalid_secret_is_a_configuration_error_remembered_not_retried(respx_mo
         assert first.value.errcode == 40001 and first.value.api == "gettoken"
         assert "invalid credential" in again.value.errmsg
         assert gettoken.call_count == 1 and api.call_count == 0
+        problem = tokens.configuration_error(corp_id=corp.pk, secret="wrong-secret")
+        assert problem is not None and problem.startswith("errcode 40001: invalid credential")
         # when: an administrator sets the right secret (no service edits secrets yet)
         Corp.objects.filter(pk=corp.pk).update(secret_encrypted=crypto.encrypt(SECRET))
         corp.refresh_from_db()

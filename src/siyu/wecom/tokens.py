@@ -99,6 +99,18 @@ def access_token(*, corp_id: int, corpid: str, secret: str, fetch: Fetcher, stal
         return token
 
 
+def configuration_error(*, corp_id: int, secret: str) -> str | None:
+    """What gettoken last said was wrong with the corp's app secret, while that is remembered (for pages)."""
+    row = (
+        AccessToken.objects.filter(
+            corp_id=corp_id, secret_digest=secret_digest(secret), error_until__gt=now()
+        )
+        .only("last_error")
+        .first()
+    )
+    return row.last_error if row is not None else None
+
+
 def invalidate(*, corp_id: int, secret: str, token: str) -> None:
     """Forget ``token`` everywhere (WeCom said the credential behind it is wrong)."""
     key = (corp_id, secret_digest(secret))
