@@ -38,7 +38,7 @@ from siyu.corps.models import Corp
 from siyu.wecom import errors
 from siyu.wecom.client import WRITE_APIS, WeComClient
 from siyu.wecom.gateway import Gateway
-from siyu.wecom.limits import DEFAULT_MAX_WAIT, Priority, siyu_setting
+from siyu.wecom.limits import DEFAULT_MAX_WAIT, Priority, purge_expired_tickets, siyu_setting
 from siyu.wecom.models import Outbox
 from siyu.wecom.schemas import WeComRequest
 
@@ -334,6 +334,7 @@ def next_due_at() -> datetime | None:
 
 def run_worker_pass() -> DrainReport:
     """One task's work: drain, then make sure a task runs when the next row becomes due."""
+    purge_expired_tickets()  # left by processes that died mid-call; the table stays tiny
     report = send_due()
     if report.stopped_early:
         dispatch()
