@@ -7,10 +7,12 @@ import hashlib
 from collections.abc import Iterator
 
 import pytest
+from django.db import connection
 from django.db.models import Count, Max
 
 from siyu.config.cli import main
 from siyu.core.errors import Conflict
+from siyu.corps import seed as seed_module
 from siyu.corps.models import Corp, Staff
 from siyu.corps.seed import DAYS, TAG_GROUPS, OrmWriter, seed
 from siyu.customers.models import Customer, Event, FollowRelation
@@ -204,3 +206,32 @@ def test_progress_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     captured = capsys.readouterr()
     assert "5/5 customers" in captured.err
     assert captured.out == ""
+
+
+def index_definitions() -> list[str]:
+    tables = [model._meta.db_table for model, _fields in seed_module.TABLES]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = ANY(%s) ORDER BY indexname", [tables]
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the bulk load is PostgreSQL's")
+def test_bulk_load_into_a_fresh_database_rebuilds_every_index_and_writes_the_same_rows(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given a fresh database and a seed large enough (here: any size) for the bulk path
+    before = index_definitions()
+    monkeypatch.setattr(seed_module, "BULK_LOAD_MIN", 1)
+    # when it seeds
+    bulk = seed(customers=N, seed_value=4, corpid="wwseedbulk", until=UNTIL, progress=True)
+    # then the secondary indexes were dropped and rebuilt, identical
+    assert "rebuilt" in capsys.readouterr().err
+    assert index_definitions() == before
+    # and the rows are those of a load with the indexes in place
+    monkeypatch.setattr(seed_module, "BULK_LOAD_MIN", 10**9)
+    plain = seed(customers=N, seed_value=4, corpid="wwseedplain", until=UNTIL, progress=True)
+    assert "rebuilt" not in capsys.readouterr().err
+    assert digest(bulk.corp) == digest(plain.corp)
