@@ -9,6 +9,9 @@ Reads may be called directly. Writes (remark, tags, contact ways, messages, mome
 by the outbox worker only: domain code asks for a write with ``siyu.wecom.outbox.enqueue_write`` so that it
 is stored, sent once per idempotency key and its result recorded. ``WRITE_APIS`` lists them.
 
+Call WeCom outside database transactions: the limiter's row lock on the API would otherwise be held until
+the caller's transaction commits, stalling every other process's calls to that API.
+
 Paths are relative to ``settings.WECOM_API_BASE`` and are WeCom's own (wecom-api.md §4; contacts APIs for
 departments and members).
 """
