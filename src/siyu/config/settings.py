@@ -179,16 +179,16 @@ SIYU = {
     "WECOM_API_PER_MINUTE": int(env("SIYU_WECOM_API_PER_MINUTE", "10000")),
     "WECOM_API_PER_HOUR": int(env("SIYU_WECOM_API_PER_HOUR", "150000")),
     "WECOM_API_LIMITS": {},
-    # Concurrent calls: WeCom publishes no per-API number (45033 says when it is too many); an old doc capped a
-    # corp at 300 concurrent calls. 50 per API is far above what one worker pool sends.
+    # Concurrent calls: WeCom publishes no per-API number (45033 says when it is too many); an old doc capped
+    # a corp at 300 concurrent calls. 50 per API is far above what one worker pool sends.
     "WECOM_CORP_CONCURRENCY": int(env("SIYU_WECOM_CORP_CONCURRENCY", "300")),
     "WECOM_API_CONCURRENCY": int(env("SIYU_WECOM_API_CONCURRENCY", "50")),
     # Seconds to wait for a WeCom answer before treating the call as failed (and retrying it if safe).
     "WECOM_HTTP_TIMEOUT": float(env("SIYU_WECOM_HTTP_TIMEOUT", "10")),
     # errcode -1 (system busy): WeCom advises at most 3 retries (wecom-api.md §1).
     "WECOM_BUSY_RETRIES": 3,
-    # An outbox write is tried this many times (backoff from 30 s, doubling: about an hour in all) before it is
-    # marked failed; throttling (45009 or our own limiter) does not count as a try.
+    # An outbox write is tried this many times (backoff from 30 s, doubling: about an hour in all) before it
+    # is marked failed; throttling (45009 or our own limiter) does not count as a try.
     "WECOM_OUTBOX_MAX_ATTEMPTS": 8,
     # Callback bodies above this are refused (413): WeCom's events are well under 2 KiB of XML, so 64 KiB
     # leaves room for any event while bounding what an unauthenticated request can make us read.
