@@ -9,8 +9,9 @@ import pytest
 from siyu.core import clock
 from siyu.corps.models import Department, Staff
 from siyu.customers.models import Customer, Event, FollowRelation
+from siyu.customers.services import build_search_text
 from siyu.groups.models import GroupChat, GroupMember
-from siyu.tags.models import RelationTag, Tag, TagGroup
+from siyu.tags.models import CustomerTag, RelationTag, Tag, TagGroup
 from siyu.wecom.client import client_for
 from siyu.wecom.limits import Priority
 from siyu.wecom.models import SyncRun
@@ -69,6 +70,18 @@ def test_full_sync_matches_the_simulator(settings):
         assert _siyu_counts(env.corp) == expected
         assert turn.run.counts["relations"] == expected["relations"]
         assert sync_progress(turn.run).percent == 100
+        # and the set-based import left what the one-at-a-time services would: an ``added`` event per
+        # relation, a ``tagged`` event per tag, and the list's denormalised columns
+        events = Event.objects.for_corp(env.corp)
+        assert events.filter(kind=Event.Kind.ADDED, source=Event.Source.SYNC).count() == expected["relations"]
+        assert events.filter(kind=Event.Kind.TAGGED).count() == expected["relation_tags"]
+        assert CustomerTag.objects.for_corp(env.corp).count() == len(
+            set(RelationTag.objects.for_corp(env.corp).values_list("customer_id", "tag_id"))
+        )
+        for customer in Customer.objects.for_corp(env.corp).prefetch_related("relations"):
+            relations = list(customer.relations.all())
+            assert customer.search_text == build_search_text(customer, relations)
+            assert customer.last_added_at == max(r.added_at for r in relations)
 
 
 def _run_to_end(run_id: int, **kwargs) -> SyncRun:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -491,3 +492,159 @@ def delete_custom_field(*, actor: Actor, field: CustomField) -> int:
     _audit_field(actor, "custom_field.delete", field, label=field.label, customers=removed)
     field.delete()
     return removed
+
+
+@dataclass(frozen=True)
+class RelationImport:
+    """One customer–staff relation reported by WeCom (a sync page), for ``import_relations``."""
+
+    external_userid: str
+    name: str
+    staff: Staff
+    unionid: str = ""
+    avatar: str = ""
+    gender: int = Customer.Gender.UNKNOWN
+    type: int = Customer.Type.WECHAT
+    corp_name: str = ""
+    corp_full_name: str = ""
+    remark: str = ""
+    description: str = ""
+    remark_mobiles: tuple[str, ...] = ()
+    remark_corp_name: str = ""
+    add_way: int = 0
+    state: str = ""
+    oper_userid: str = ""
+    added_at: dt.datetime | None = None
+
+
+@transaction.atomic
+def import_relations(
+    *,
+    corp: Corp,
+    items: Sequence[RelationImport],
+    source: str,
+    dedupe_prefix: str,
+    payload_extra: Mapping[str, Any] | None = None,
+) -> dict[tuple[str, str], FollowRelation]:
+    """Add, set-based, the relations of ``items`` that are not active yet, creating missing customers.
+
+    The effects and ``added`` events are those of ``upsert_customer`` + ``add_follow_relation`` one at a time
+    (a sync's first import of a corp is thousands of them); the profile of a customer who already exists is
+    left as it is. Returns the relations created, by (external_userid, staff userid).
+    """
+    if not items:
+        return {}
+    for item in items:
+        if not item.external_userid or len(item.external_userid) > 64:
+            raise Invalid("external_userid is required (at most 64 characters)", field="external_userid")
+        if item.staff.corp_id != corp.pk:
+            raise Invalid("staff member belongs to another corp", field="staff")
+    moment = now()
+    external_ids = {i.external_userid for i in items}
+    existing = {
+        c.external_userid: c for c in Customer.objects.for_corp(corp).filter(external_userid__in=external_ids)
+    }
+    by_customer: dict[str, dict[int, RelationImport]] = {}
+    for item in items:
+        by_customer.setdefault(item.external_userid, {}).setdefault(item.staff.pk, item)
+    fresh = []
+    for external_userid, relation_items in by_customer.items():
+        if external_userid in existing:
+            continue
+        first = next(iter(relation_items.values()))
+        customer = Customer(
+            corp=corp,
+            external_userid=external_userid,
+            name=first.name[:64],
+            unionid=first.unionid,
+            avatar=first.avatar,
+            gender=first.gender if first.gender in Customer.Gender.values else Customer.Gender.UNKNOWN,
+            type=first.type if first.type in Customer.Type.values else Customer.Type.WECHAT,
+            corp_name=first.corp_name,
+            corp_full_name=first.corp_full_name,
+            last_added_at=max(i.added_at or moment for i in relation_items.values()),
+            created_at=moment,
+            updated_at=moment,
+        )
+        # The list's denormalised search text, from the relations about to be created (as add_follow_relation
+        # would leave it after the last of them).
+        customer.search_text = build_search_text(
+            customer,
+            [
+                FollowRelation(
+                    remark=i.remark[:64],
+                    remark_corp_name=i.remark_corp_name[:64],
+                    remark_mobiles=list(i.remark_mobiles),
+                )
+                for i in relation_items.values()
+            ],
+        )
+        fresh.append(customer)
+    Customer.objects.bulk_create(fresh, ignore_conflicts=True)  # a callback may create one meanwhile
+    customers = {
+        c.external_userid: c for c in Customer.objects.for_corp(corp).filter(external_userid__in=external_ids)
+    }
+    active = set(
+        FollowRelation.objects.for_corp(corp)
+        .filter(customer__in=customers.values(), status=FollowRelation.Status.ACTIVE)
+        .values_list("customer_id", "staff_id")
+    )
+    wanted: dict[tuple[int, int], RelationImport] = {}
+    for external_userid, relation_items in by_customer.items():
+        for staff_id, item in relation_items.items():
+            pair = (customers[external_userid].pk, staff_id)
+            if pair not in active:
+                wanted[pair] = item
+    FollowRelation.objects.bulk_create(
+        [
+            FollowRelation(
+                corp=corp,
+                customer_id=customer_id,
+                staff_id=staff_id,
+                remark=i.remark[:64],
+                description=i.description[:256],
+                remark_mobiles=_clean_mobiles(i.remark_mobiles),
+                remark_corp_name=i.remark_corp_name[:64],
+                add_way=i.add_way,
+                state=i.state[:30],
+                oper_userid=i.oper_userid,
+                added_at=i.added_at or moment,
+            )
+            for (customer_id, staff_id), i in wanted.items()
+        ],
+        ignore_conflicts=True,  # the one-active-relation constraint: a concurrent add wins, nothing doubles
+    )
+    created = [
+        r
+        for r in FollowRelation.objects.for_corp(corp)
+        .filter(customer__in=customers.values(), status=FollowRelation.Status.ACTIVE)
+        .select_related("customer", "staff")
+        if (r.customer_id, r.staff_id) in wanted
+    ]
+    extra = dict(payload_extra or {})
+    Event.objects.bulk_create(
+        [
+            Event(
+                corp=corp,
+                customer_id=r.customer_id,
+                staff_id=r.staff_id,
+                kind=Event.Kind.ADDED,
+                source=source,
+                occurred_at=r.added_at,
+                recorded_at=moment,
+                payload={"add_way": r.add_way, "state": r.state, "relation_id": r.pk, **extra},
+                dedupe_key=f"{dedupe_prefix}:{r.customer.external_userid}:{r.staff.userid}:added"[:200],
+            )
+            for r in created
+        ],
+        ignore_conflicts=True,
+    )
+    # Customers who were already here gain relations: their list columns follow, one customer at a time (an
+    # import brings few of them; most of a first sync's customers are new).
+    for external_userid in {r.customer.external_userid for r in created} & set(existing):
+        customer = customers[external_userid]
+        newest = max(r.added_at for r in created if r.customer_id == customer.pk)
+        if newest > customer.last_added_at:
+            Customer.objects.filter(pk=customer.pk).update(last_added_at=newest)
+        refresh_search_text(customer)
+    return {(r.customer.external_userid, r.staff.userid): r for r in created}

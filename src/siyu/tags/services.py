@@ -351,3 +351,66 @@ def link_tag(*, tag: Tag, wecom_tag_id: str) -> Tag:
     tag.wecom_tag_id = wecom_tag_id
     tag.save(update_fields=["wecom_tag_id"])
     return tag
+
+
+def add_relation_tags(
+    *,
+    pairs: Sequence[tuple[FollowRelation, Tag]],
+    source: str,
+    dedupe_prefixes: Mapping[int, str] | None = None,
+    payload_extra: Mapping[str, Any] | None = None,
+) -> int:
+    """Set-based tagging of many relations: the add half of ``mark_relation_tags``, with the same effects and
+    ``tagged`` events (keyed ``<prefix>:tagged:<tag>`` when ``dedupe_prefixes`` names the relation's prefix).
+    Returns how many tags were added."""
+    if not pairs:
+        return 0
+    corp_id = pairs[0][0].corp_id
+    for relation, tag in pairs:
+        if relation.corp_id != corp_id or tag.corp_id != corp_id:
+            raise NotFound(f"unknown tag id: {tag.pk}", code=ErrorCode.UNKNOWN_TAG)
+    with transaction.atomic():
+        present = set(
+            RelationTag.objects.for_corp(corp_id)
+            .filter(relation_id__in={r.pk for r, _t in pairs}, tag_id__in={t.pk for _r, t in pairs})
+            .values_list("relation_id", "tag_id")
+        )
+        to_add = list({(r.pk, t.pk): (r, t) for r, t in pairs if (r.pk, t.pk) not in present}.values())
+        if not to_add:
+            return 0
+        moment = now()
+        RelationTag.objects.bulk_create(
+            [
+                RelationTag(corp_id=corp_id, relation=r, tag=t, customer_id=r.customer_id, created_at=moment)
+                for r, t in to_add
+            ],
+            ignore_conflicts=True,
+        )
+        CustomerTag.objects.bulk_create(
+            [CustomerTag(corp_id=corp_id, customer_id=r.customer_id, tag=t) for r, t in to_add],
+            ignore_conflicts=True,
+        )
+        prefixes = dedupe_prefixes or {}
+        extra = dict(payload_extra or {})
+        Event.objects.bulk_create(
+            [
+                Event(
+                    corp_id=corp_id,
+                    customer_id=r.customer_id,
+                    staff_id=r.staff_id,
+                    kind=Event.Kind.TAGGED,
+                    source=source,
+                    occurred_at=moment,
+                    recorded_at=moment,
+                    payload={"tag_id": t.pk, "tag": t.name, "relation_id": r.pk, **extra},
+                    dedupe_key=(
+                        f"{prefixes[r.pk]}:tagged:{t.pk}"
+                        if r.pk in prefixes
+                        else f"tagged:{uuid.uuid4().hex}"
+                    )[:200],
+                )
+                for r, t in to_add
+            ],
+            ignore_conflicts=True,
+        )
+    return len(to_add)

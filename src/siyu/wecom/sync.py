@@ -31,11 +31,13 @@ from siyu.core.errors import Conflict, Invalid
 from siyu.corps.models import Corp, Department, Staff
 from siyu.corps.services import audit, delete_department, upsert_staff
 from siyu.customers.models import Customer, Event, FollowRelation
+from siyu.customers.services import RelationImport, import_relations
 from siyu.groups.services import dismiss_unseen_group_chats
 from siyu.tags.models import RelationTag, Tag
+from siyu.tags.services import add_relation_tags
 from siyu.wecom import schemas as s
 from siyu.wecom.errors import ConfigurationError, TooManyItems
-from siyu.wecom.mirror import Mirror, RelationFacts
+from siyu.wecom.mirror import Mirror, RelationFacts, clean_mobiles, from_timestamp
 from siyu.wecom.models import SyncRun
 
 if TYPE_CHECKING:
@@ -421,7 +423,12 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
 
 
 def _apply_relations_page(runner: Runner, relations: Iterable[s.CustomerRelation]) -> None:
-    """Mirror one ``batch/get_by_user`` page, reading what is already here in a few queries per page."""
+    """Mirror one ``batch/get_by_user`` page in a few queries.
+
+    Relations new to Siyu are imported set-based (customers, relations, ``added`` and ``tagged`` events);
+    known ones are compared and, where they differ, updated one by one.
+    """
+    mirror = runner.mirror
     entries = list(relations)
     external_ids = {e.external_contact.external_userid for e in entries}
     customers = {
@@ -442,22 +449,72 @@ def _apply_relations_page(runner: Runner, relations: Iterable[s.CustomerRelation
         .select_related("tag")
     ):
         present.setdefault(relation_tag.relation_id, {})[relation_tag.tag.wecom_tag_id] = relation_tag.tag
+    imports: list[tuple[RelationImport, RelationFacts]] = []
     for entry in entries:
         contact = entry.external_contact
-        customer = customers.get(contact.external_userid)
-        if customer is None or _profile_differs(customer, contact):
-            customer = runner.mirror.customer(contact)
-            customers[contact.external_userid] = customer
         facts = RelationFacts.from_follow_info(entry.follow_info)
-        relation = active.get((customer.pk, facts.userid))
-        runner.mirror.relation(
-            customer,
-            facts,
-            relation=relation,
-            known=True,
-            present_tags=present.get(relation.pk, {}) if relation is not None else {},
-        )
+        staff = mirror.staff(facts.userid)
+        customer = customers.get(contact.external_userid)
+        if customer is not None and _profile_differs(customer, contact):
+            customer = mirror.customer(contact)
+            customers[contact.external_userid] = customer
+        relation = active.get((customer.pk, staff.userid)) if customer is not None else None
         runner.count("relations")
+        if customer is None or relation is None:
+            imports.append((_relation_import(contact, facts, staff), facts))
+            continue
+        mirror.relation(
+            customer, facts, relation=relation, known=True, present_tags=present.get(relation.pk, {})
+        )
+    if imports:
+        _import(runner, imports)
+
+
+def _relation_import(contact: s.ExternalContact, facts: RelationFacts, staff: Staff) -> RelationImport:
+    return RelationImport(
+        external_userid=contact.external_userid,
+        name=contact.name or contact.external_userid,
+        staff=staff,
+        unionid=contact.unionid[:64],
+        avatar=contact.avatar[:500],
+        gender=contact.gender,
+        type=contact.type,
+        corp_name=contact.corp_name[:64],
+        corp_full_name=contact.corp_full_name[:128],
+        remark=facts.remark,
+        description=facts.description,
+        remark_mobiles=tuple(clean_mobiles(facts.remark_mobiles)),
+        remark_corp_name=facts.remark_corp_name,
+        add_way=facts.add_way,
+        state=facts.state,
+        oper_userid=facts.oper_userid[:64],
+        added_at=from_timestamp(facts.createtime),
+    )
+
+
+def _import(runner: Runner, imports: list[tuple[RelationImport, RelationFacts]]) -> None:
+    mirror = runner.mirror
+    created = import_relations(
+        corp=runner.corp,
+        items=[item for item, _facts in imports],
+        source=mirror.source,
+        dedupe_prefix=mirror.dedupe_prefix,
+        payload_extra=mirror.payload_extra,
+    )
+    mirror.repairs["relations_added"] += len(created)
+    pairs: list[tuple[FollowRelation, Tag]] = []
+    prefixes: dict[int, str] = {}
+    for item, facts in imports:
+        relation = created.get((item.external_userid, item.staff.userid))
+        if relation is None or not facts.tag_ids:
+            continue  # already there (a callback added it meanwhile): its tags are the next run's business
+        prefixes[relation.pk] = (
+            f"{mirror.dedupe_prefix}:{item.external_userid}:{item.staff.userid}:tags:{relation.pk}"
+        )
+        pairs.extend((relation, tag) for tag in mirror.tags_by_wecom_id(facts.tag_ids).values())
+    mirror.repairs["tags_added"] += add_relation_tags(
+        pairs=pairs, source=mirror.source, dedupe_prefixes=prefixes, payload_extra=mirror.payload_extra
+    )
 
 
 def _profile_differs(customer: Customer, contact: s.ExternalContact) -> bool:
