@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
 
 from siyu.core.clock import now
@@ -470,3 +472,81 @@ def test_unknown_events_are_ignored_and_say_why(settings, client):
             (InboxEvent.Status.IGNORED, "no handler for change_external_contact/brand_new_change"),
             (InboxEvent.Status.IGNORED, "no handler for enter_agent/-"),
         ]
+
+
+def test_a_changed_userid_keeps_the_member_and_their_relations(settings, client):
+    with simulated_wecom(settings) as env:
+        # given a member with a customer
+        added = env.act("add_customer")
+        staff = Staff.objects.for_corp(env.corp).get(userid=added["userid"])
+        # when WeCom reports the member's userid changed (update_user with NewUserID)
+        xml = event_xml("change_contact", "update_user", UserID=added["userid"], NewUserID="renamed.member")
+        post_callback(client, crypto_of(env), xml)
+        env.work()
+        # then it is the same member under the new id, with the same relations
+        staff.refresh_from_db()
+        assert staff.userid == "renamed.member"
+        assert relation(env, added["external_userid"], "renamed.member") is not None
+        assert not Staff.objects.for_corp(env.corp).filter(userid=added["userid"]).exists()
+
+
+def _active_state(env) -> set[tuple[str, str, str, frozenset[str]]]:
+    """Siyu's active relations: (customer, member, remark, WeCom tag ids)."""
+    relations = (
+        FollowRelation.objects.for_corp(env.corp).filter(status="active").select_related("customer", "staff")
+    )
+    tags: dict[int, set[str]] = {}
+    for relation_id, wecom_tag_id in RelationTag.objects.for_corp(env.corp).values_list(
+        "relation_id", "tag__wecom_tag_id"
+    ):
+        tags.setdefault(relation_id, set()).add(wecom_tag_id)
+    return {
+        (r.customer.external_userid, r.staff.userid, r.remark, frozenset(tags.get(r.pk, set())))
+        for r in relations
+    }
+
+
+def _wecom_state(env, external_userids: set[str]) -> set[tuple[str, str, str, frozenset[str]]]:
+    state = env.sim.state
+    return {
+        (c.external_userid, f.userid, f.remark, frozenset(f.tag_ids))
+        for c in state.customers.values()
+        if c.external_userid in external_userids
+        for f in c.follows.values()
+    }
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_any_order_of_deliveries_with_repeats_ends_in_wecoms_state(settings, seed):
+    import random
+
+    with simulated_wecom(settings) as env:
+        # given a burst of changes to three customers in WeCom
+        actions = env.sim.actions
+        u1, u2 = env.sim.state.follow_users()[:2]
+        tag_a, tag_b = [t.id for t in env.sim.state.tags.values() if not t.deleted][:2]
+        a = actions.add_customer(userid=u1)["external_userid"]
+        b = actions.add_customer(userid=u1)["external_userid"]
+        actions.edit_remark(userid=u1, external_userid=a, remark="先备注")
+        actions.tag_in_client(userid=u1, external_userid=a, add_tag=[tag_a, tag_b])
+        actions.add_customer(userid=u2, external_userid=a)
+        actions.staff_deletes_customer(userid=u1, external_userid=b)
+        actions.tag_in_client(userid=u1, external_userid=a, remove_tag=[tag_b])
+        c = actions.add_customer(userid=u2)["external_userid"]
+        actions.customer_deletes_staff(userid=u2, external_userid=c)
+        actions.edit_remark(userid=u2, external_userid=a, remark="后备注")
+        posts = env.receiver.wait_for(10)
+        assert len(posts) == 10
+        # when their callbacks arrive shuffled, some of them more than once, and are worked as they come
+        rng = random.Random(seed)
+        deliveries = posts + rng.sample(posts, 4)
+        rng.shuffle(deliveries)
+        for index, post in enumerate(deliveries):
+            path = f"/wecom/callback/{env.corp.corpid}/?{urlencode(post.query)}"
+            assert env.client.post(path, data=post.body, content_type="text/xml").status_code == 200
+            if index % 3 == 2:
+                env.work()
+        env.work()
+        # then Siyu's active relations, remarks and tags are WeCom's
+        assert _active_state(env) == _wecom_state(env, {a, b, c})
+        assert InboxEvent.objects.for_corp(env.corp).exclude(status=InboxEvent.Status.DONE).count() == 0
