@@ -157,6 +157,15 @@ def _enqueue(corp_id: int | None, run_after: dt.datetime | None = None) -> None:
         drain_inbox_task.enqueue(corp_id=corp_id)
 
 
+def _wake(corp_id: int, run_after: dt.datetime | None = None) -> None:
+    # The event is already stored: a queue that cannot take the wake-up must not turn the acknowledgement into
+    # an error (the next callback, or the row's own retry schedule, wakes the worker).
+    try:
+        _enqueue(corp_id, run_after)
+    except Exception:
+        logger.exception("wecom inbox: could not wake the worker for corp %s", corp_id)
+
+
 def wake_worker(corp_id: int) -> None:
     """Make sure a drain runs soon after this moment, without one task per callback.
 
@@ -166,12 +175,12 @@ def wake_worker(corp_id: int) -> None:
     """
     second = math.floor(time.time())
     if cache.add(f"siyu:inbox-wake:{corp_id}:{second}", 1, timeout=5):
-        transaction.on_commit(lambda: _enqueue(corp_id))
+        transaction.on_commit(lambda: _wake(corp_id))
         return
     next_second = second + 1
     if cache.add(f"siyu:inbox-wake:{corp_id}:{next_second}", 1, timeout=5):
         run_after = dt.datetime.fromtimestamp(next_second, tz=dt.UTC)
-        transaction.on_commit(lambda: _enqueue(corp_id, run_after))
+        transaction.on_commit(lambda: _wake(corp_id, run_after))
 
 
 # --- working ------------------------------------------------------------------------------------------------
