@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -211,72 +209,14 @@ def cmd_apikey_create(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Set up the demo corp, export it to the WeCom simulator, run console + worker + simulator (Ctrl-C)."""
     _setup_django()
-    from django.core.management import call_command
+    from siyu.config.demo import DemoError, run_demo
 
-    from siyu.corps.models import Corp
-    from siyu.corps.seed import DEMO_CORPID, seed
-
-    data_dir = _data_dir()
-    print("· migrating the database …", flush=True)
-    call_command("migrate", interactive=False, verbosity=0)
-    if not Corp.objects.filter(corpid=DEMO_CORPID).exists():
-        print(f"· loading demo data ({args.customers} customers) …", flush=True)
-        report = seed(customers=args.customers, seed_value=args.seed, progress=True)
-        print("  " + report.summary(), flush=True)
-    else:
-        print("· demo data already loaded (delete var/ to start over)", flush=True)
-    password_file = data_dir / "demo-admin-password"
-    _username, password = _ensure_admin("admin", None, DEMO_CORPID)
-    if password:
-        password_file.write_text(password)
-        password_file.chmod(0o600)
-    shown_password = password or (
-        password_file.read_text().strip() if password_file.exists() else "(unchanged)"
-    )
-
-    env = dict(os.environ)
-    serve = [sys.executable, "-m", "siyu.config.cli", "serve", "--host", args.host, "--port", str(args.port)]
-    processes = [
-        subprocess.Popen(serve, env=env),  # noqa: S603 - our own command line
-        subprocess.Popen(worker_command(), env=env),  # noqa: S603
-    ]
-    print(
-        "\n  Siyu is running.\n"
-        f"  console:  http://{args.host}:{args.port}/\n"
-        f"  API docs: http://{args.host}:{args.port}/api/v1/docs\n"
-        f"  login:    admin / {shown_password}\n"
-        "  Ctrl-C stops everything.\n",
-        flush=True,
-    )
-    stopping = False
-
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    exit_code = 0
-    while not stopping:
-        for process in processes:
-            code = process.poll()
-            if code is not None:
-                print(f"a Siyu process exited ({code}); stopping", file=sys.stderr)
-                stopping = True
-                exit_code = code or 1
-        time.sleep(0.3)
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-    print("stopped.")
-    return exit_code
+    try:
+        return run_demo(args, data_dir=_data_dir())
+    except DemoError as exc:
+        return _fail(str(exc))
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
@@ -330,11 +270,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siyu", description="Siyu (私域): an open-source SCRM for WeCom.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="set up (migrate, demo data, admin) and run console + worker")
+    p = sub.add_parser(
+        "demo", help="set up (migrate, demo data, admin) and run console + worker + a simulated WeCom"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--customers", type=int, default=5000, help="demo customers on first run (default 5000)")
     p.add_argument("--seed", type=int, default=1, help="random seed of the demo data")
+    p.add_argument("--sim-port", type=int, default=8900, help="port of the WeCom simulator (default 8900)")
+    p.add_argument(
+        "--traffic",
+        type=float,
+        default=20,
+        help="new customers a minute the simulator adds, with deletions, tag and remark edits and group "
+        "activity in proportion (default 20; 0 turns it off)",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("serve", help="run the web console and API (gunicorn)")

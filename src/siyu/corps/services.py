@@ -65,6 +65,29 @@ def create_corp(*, name: str, corpid: str, secret: str = "", token: str = "", ae
     )
 
 
+@transaction.atomic
+def set_corp_credentials(*, corp: Corp, secret: str, token: str, aes_key: str) -> list[str]:
+    """Replace the corp's WeCom secret and callback Token/EncodingAESKey (encrypted); returns what changed."""
+    if token and not TOKEN_RE.match(token):
+        raise Invalid("callback Token must be 1–32 letters or digits", field="token")
+    if aes_key:
+        validate_aes_key(aes_key)
+    wanted = {"secret": secret, "token": token, "aes_key": aes_key}
+    changed = [name for name, value in wanted.items() if getattr(corp, name) != value]
+    for name in changed:
+        setattr(corp, f"{name}_encrypted", crypto.encrypt(wanted[name]))
+    if changed:
+        corp.save(update_fields=[f"{name}_encrypted" for name in changed])
+        audit(
+            corp=corp,
+            action="corp.credentials",
+            object_type="corp",
+            object_id=corp.pk,
+            detail={"changed": changed},
+        )
+    return changed
+
+
 @dataclass(frozen=True)
 class NewApiKey:
     api_key: ApiKey

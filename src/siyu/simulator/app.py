@@ -22,6 +22,7 @@ from siyu.simulator.errors import ApiError, errmsg
 from siyu.simulator.generate import generate_corp
 from siyu.simulator.limits import Limits, Tokens
 from siyu.simulator.state import CorpState
+from siyu.simulator.statefile import corp_of, load_corp, read_state_file
 from siyu.simulator.traffic import TrafficDriver
 
 logger = logging.getLogger("siyu.simulator")
@@ -53,18 +54,27 @@ class Simulator:
     def __init__(self, config: SimulatorConfig | None = None, **overrides: Any):
         self.config = dataclasses.replace(config or SimulatorConfig(), **overrides)
         self.clock = SimClock()
+        started = time.monotonic()
+        loaded = read_state_file(self.config.state_file) if self.config.state_file else None
+        if loaded is not None:  # the file's corp replaces the configured one
+            corpid, corp_name = corp_of(loaded)
+            self.config.corpid = corpid or self.config.corpid
+            self.config.corp_name = corp_name or self.config.corp_name
         self.state = CorpState(
             corpid=self.config.corpid, corp_name=self.config.corp_name, seed=self.config.seed
         )
-        started = time.monotonic()
-        generate_corp(
-            self.state,
-            seed=self.config.seed,
-            staff=self.config.staff,
-            customers=self.config.customers,
-            groups=self.config.groups,
-            now=self.clock.now(),
-        )
+        if loaded is not None:
+            load_corp(self.state, loaded, now=self.clock.now())
+            del loaded
+        else:
+            generate_corp(
+                self.state,
+                seed=self.config.seed,
+                staff=self.config.staff,
+                customers=self.config.customers,
+                groups=self.config.groups,
+                now=self.clock.now(),
+            )
         self.generation_seconds = time.monotonic() - started
         self.tokens = Tokens(self.clock, self.config)
         self.cursors = Cursors(f"{self.config.corpid}:{self.config.seed}")

@@ -24,6 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--token", default=_D.token, help="callback Token")
     parser.add_argument("--aes-key", default=_D.aes_key, help="callback EncodingAESKey (43 characters)")
+    parser.add_argument(
+        "--state",
+        default=None,
+        metavar="FILE",
+        help="load the corp from this JSON state file instead of generating one "
+        "(format: siyu.simulator.statefile); --staff, --customers, --groups are then ignored",
+    )
     parser.add_argument("--staff", type=int, default=_D.staff, help="members to generate")
     parser.add_argument("--customers", type=int, default=_D.customers, help="customers to generate")
     parser.add_argument(
@@ -78,6 +85,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         groups=args.groups,
         traffic=args.traffic,
         seed=args.seed,
+        state_file=args.state,
         quota_policy=args.quota_policy,
         welcome_code_ttl=args.welcome_code_ttl,
         token_ttl=args.token_ttl,
@@ -97,6 +105,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
 def run(args: argparse.Namespace) -> int:
     from siyu.simulator.app import Simulator
     from siyu.simulator.limits import parse_fault_spec
+    from siyu.simulator.statefile import StateFileError
     from siyu.wecom.crypto import CallbackCryptoError, aes_key_from_encoding_key
 
     config = config_from_args(args)
@@ -105,18 +114,31 @@ def run(args: argparse.Namespace) -> int:
     except CallbackCryptoError as exc:
         print(f"error: --aes-key: {exc.message}", file=sys.stderr)
         return 2
-    print(
-        f"· generating corp {config.corpid}: {config.staff} staff, {config.customers} customers …", flush=True
-    )
-    sim = Simulator(config)
+    if config.state_file:
+        print(f"· loading the corp from {config.state_file} …", flush=True)
+    else:
+        print(
+            f"· generating corp {config.corpid}: {config.staff} staff, {config.customers} customers …",
+            flush=True,
+        )
+    try:
+        sim = Simulator(config)
+    except StateFileError as exc:
+        print(f"error: --state: {exc}", file=sys.stderr)
+        return 2
     try:
         for spec in args.fault:
             sim.limits.add_fault(**parse_fault_spec(spec))
     except ValueError as exc:
         print(f"error: --fault: {exc}", file=sys.stderr)
         return 2
-    sim.start()
+    try:
+        sim.start()
+    except OSError as exc:  # most often: the port is taken (another simulator, or a demo still running)
+        print(f"error: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     counts = sim.state.snapshot_counts()
+    origin = f"from {config.state_file}" if config.state_file else f"seed {config.seed}"
     print(
         "\n  WeCom simulator is running.\n"
         f"  API base:     {sim.api_base}   (use as WECOM_API_BASE)\n"
@@ -130,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         f"  corp:         {counts['staff']} staff, {counts['customers']} customers, "
         f"{counts['follows']} relations, "
         f"{counts['groups']} groups, {counts['tags']} tags, {counts['contact_ways']} contact ways "
-        f"(seed {config.seed}, {sim.generation_seconds:.1f} s)\n"
+        f"({origin}, {sim.generation_seconds:.1f} s)\n"
         f"  traffic:      {config.traffic:g} adds/min   quota policy: {config.quota_policy}\n"
         "  Ctrl-C stops it.\n",
         flush=True,

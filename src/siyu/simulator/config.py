@@ -15,6 +15,8 @@ DEFAULT_AES_KEY = "SiyuSimulatorEncodingAESKey0000000000000000"  # WeCom: exactl
 DEFAULT_AGENTID = 1000002
 
 QUOTA_POLICIES = ("days_in_month", "7_per_week", "1_per_day", "4_per_month")
+# Settings that shape the corp or the server: fixed once the simulator has started.
+FIXED = ("host", "port", "corpid", "seed", "staff", "customers", "groups", "state_file")
 
 
 @dataclass
@@ -39,6 +41,8 @@ class SimulatorConfig:
     )
     callback_workers: int = 16  # concurrent deliveries, as WeCom pushes events in parallel
     callback_queue_size: int = 20000
+    # The corp: loaded from a state file (siyu.simulator.statefile) when set, else generated from the seed.
+    state_file: str | None = None
     # Generated corp.
     seed: int = 1
     staff: int = 20
@@ -70,7 +74,7 @@ class SimulatorConfig:
         names = {f.name: f for f in dataclasses.fields(self)}
         changed = []
         for key, value in values.items():
-            if key not in names or key in ("host", "port", "corpid", "seed", "staff", "customers", "groups"):
+            if key not in names or key in FIXED:
                 raise ValueError(f"unknown or fixed setting {key!r}")
             current = getattr(self, key)
             if isinstance(current, bool):

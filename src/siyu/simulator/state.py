@@ -78,9 +78,12 @@ class Staff:
     # Follow relations in creation order; the parallel seq list makes cursors a bisect.
     follow_seqs: list[int] = field(default_factory=list)
     follow_list: list[Follow] = field(default_factory=list)
+    avatar_url: str | None = None  # set by a state file; None: one derived from the userid
 
     @property
     def avatar(self) -> str:
+        if self.avatar_url is not None:
+            return self.avatar_url
         digest = hashlib.md5(self.userid.encode(), usedforsecurity=False).hexdigest()
         return f"https://wework.qpic.cn/wwhead/{digest}/0"
 
@@ -99,9 +102,12 @@ class Customer:
     position: str = ""
     follows: dict[str, Follow] = field(default_factory=dict)
     transfers: list[int] = field(default_factory=list)  # in-service transfers (2 per 90 days)
+    avatar_url: str | None = None  # set by a state file; None: one derived from the external_userid
 
     @property
     def avatar(self) -> str:
+        if self.avatar_url is not None:
+            return self.avatar_url
         digest = hashlib.md5(self.external_userid.encode(), usedforsecurity=False).hexdigest()
         return f"http://wx.qlogo.cn/mmhead/{digest}/0"
 

@@ -25,6 +25,7 @@ ACTIVITY = [
     ("edit_remark", 0.10),
     ("group_join", 0.15),
     ("group_leave", 0.05),
+    ("group_create", 0.01),
 ]
 UNKNOWN_STATES = ["ad-legacy-2023", "poster-old", "live-0520"]  # channels whose contact way is long gone
 
@@ -152,8 +153,12 @@ class TrafficDriver:
         state = self.sim.state
         with state.lock:
             chats = [c.chat_id for c in state.groups.values() if not c.dismissed]
-            chat_id = self.rng.choice(chats)
-            customer_id = self.rng.choice(state.customer_ids)
+            if chats:
+                chat_id = self.rng.choice(chats)
+                customer_id = self.rng.choice(state.customer_ids)
+        if not chats:  # a corp without groups (e.g. loaded from a state file) gets one first
+            self._group_create()
+            return
         self.sim.actions.group_join(
             chat_id=chat_id, external_userids=[customer_id], join_scene=self.rng.choice((0, 3))
         )
@@ -168,3 +173,13 @@ class TrafficDriver:
         self.sim.actions.group_leave(
             chat_id=chat.chat_id, userids=[leaving], quit_scene=self.rng.choice((0, 0, 1))
         )
+
+    def _group_create(self) -> None:
+        """A member starts a group with a few of their own customers."""
+        state = self.sim.state
+        with state.lock:
+            owners = [u for u in state.follow_users() if state.staff[u].follow_list]
+            owner = self.rng.choice(owners)
+            own = [f.external_userid for f in state.staff[owner].follow_list]
+            invited = self.rng.sample(own, k=min(len(own), self.rng.randint(2, 6)))
+        self.sim.actions.group_create(owner=owner, external_userids=invited)
