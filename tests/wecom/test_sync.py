@@ -108,8 +108,9 @@ def test_a_sync_resumes_from_its_checkpoint(settings):
     with simulated_wecom(settings, customers=250, staff=8) as env:
         expected = _wecom_counts(env.sim.state)
         run = start_sync(corp=env.corp, kind=SyncRun.Kind.FULL, enqueue=False)
-        # when the worker stops after two pages of customers (as when its time budget ends)
-        first = run_sync(run.pk, max_steps=2)
+        # when the worker stops after two pages of customers (as when its time budget ends): one step per
+        # member's customer list, then one per page
+        first = run_sync(run.pk, max_steps=len(env.sim.state.follow_users()) + 2)
         # then the run is still going, part way through the customers
         assert first.continue_at is not None
         assert first.run.status == SyncRun.Status.RUNNING
@@ -117,7 +118,8 @@ def test_a_sync_resumes_from_its_checkpoint(settings):
         assert first.run.checkpoint["chunk"] == 0 and first.run.checkpoint["cursor"]
         partial = first.run.counts["relations"]
         assert 0 < partial < expected["relations"]
-        assert 0 < sync_progress(first.run).percent < 100
+        assert 10 < sync_progress(first.run).percent < 100
+        assert first.run.checkpoint["expected"] == expected["relations"]
         # when a WeCom failure interrupts it next (the app's permission is withdrawn) and it is resumed
         env.sim.limits.add_fault(api="externalcontact/batch/get_by_user", kind="errcode", errcode=48002)
         failed = run_sync(run.pk).run
@@ -149,7 +151,7 @@ def test_a_transient_failure_continues_later_from_the_checkpoint(settings):
         assert turn.run.status == SyncRun.Status.RUNNING
         assert turn.continue_at is not None and turn.continue_at > clock.now()
         assert turn.run.error
-        assert turn.run.checkpoint["chunk"] == 0 and turn.run.checkpoint["failures"] == 1
+        assert turn.run.checkpoint.get("chunk", 0) == 0 and turn.run.checkpoint["failures"] == 1
         # when WeCom serves again and the run continues after the window
         env.sim.limits.clear_faults()
         with clock.frozen_at(turn.continue_at + dt.timedelta(seconds=1)):

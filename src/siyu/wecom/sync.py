@@ -530,16 +530,30 @@ def _profile_differs(customer: Customer, contact: s.ExternalContact) -> bool:
 
 
 def sync_customers(runner: Runner) -> None:
-    """Customers and relations of every follow user, page by page; then relations WeCom no longer has."""
+    """Every follow user's customers: first each member's list (relations WeCom no longer has are ended, and
+    the lengths tell how many relations are coming), then the relations themselves, page by page."""
     checkpoint = runner.checkpoint
     if "follow" not in checkpoint:
-        checkpoint.update(follow=runner.client.get_follow_user_list(), phase="relations", chunk=0, cursor="")
+        checkpoint.update(follow=runner.client.get_follow_user_list(), phase="members", member=0, expected=0)
         with transaction.atomic():
             runner.run.counts["follow_users"] = len(checkpoint["follow"])
             runner.save()
     follow: list[str] = checkpoint["follow"]
+    while checkpoint["phase"] == "members" and checkpoint["member"] < len(follow):
+        userid = follow[checkpoint["member"]]
+        listed_at = now()
+        in_wecom = set(runner.client.list_customers(userid))
+        with transaction.atomic():
+            _end_missing_relations(runner, userid, in_wecom, listed_at)
+            checkpoint["member"] += 1
+            checkpoint["expected"] += len(in_wecom)
+            checkpoint.pop("failures", None)
+            runner.save()
+        runner.step()
+    if checkpoint["phase"] == "members":
+        checkpoint.update(phase="relations", chunk=0, cursor="", seen=0)
     chunks = _chunks(follow, USERIDS_PER_BATCH)
-    while checkpoint["phase"] == "relations" and checkpoint["chunk"] < len(chunks):
+    while checkpoint["chunk"] < len(chunks):
         cursor = checkpoint["cursor"]
         page = runner.client.batch_get_by_user(
             chunks[checkpoint["chunk"]], cursor=cursor, limit=RELATIONS_PER_PAGE
@@ -551,18 +565,7 @@ def sync_customers(runner: Runner) -> None:
             else:
                 checkpoint["chunk"] += 1
                 checkpoint["cursor"] = ""
-            checkpoint.pop("failures", None)
-            runner.save()
-        runner.step()
-    if checkpoint["phase"] == "relations":
-        checkpoint.update(phase="deletions", member=0)
-    while checkpoint["member"] < len(follow):
-        userid = follow[checkpoint["member"]]
-        listed_at = now()
-        in_wecom = set(runner.client.list_customers(userid))
-        with transaction.atomic():
-            _end_missing_relations(runner, userid, in_wecom, listed_at)
-            checkpoint["member"] += 1
+            checkpoint["seen"] += len(page.external_contact_list)
             checkpoint.pop("failures", None)
             runner.save()
         runner.step()
@@ -673,11 +676,12 @@ def _stage_fraction(run: SyncRun) -> float:
     if checkpoint.get("finished"):
         return 1.0
     if run.stage == "customers" and checkpoint.get("follow"):
-        follow = len(checkpoint["follow"])
-        chunks = max(1, -(-follow // USERIDS_PER_BATCH))
-        if checkpoint.get("phase") == "relations":
-            return 0.8 * checkpoint.get("chunk", 0) / chunks
-        return 0.8 + 0.2 * checkpoint.get("member", 0) / max(1, follow)
+        if checkpoint.get("phase") == "members":
+            return 0.1 * checkpoint.get("member", 0) / len(checkpoint["follow"])
+        expected = checkpoint.get("expected", 0)
+        if expected:
+            return 0.1 + 0.9 * min(1.0, checkpoint.get("seen", 0) / expected)
+        return 0.1
     return 0.0
 
 
