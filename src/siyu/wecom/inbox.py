@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet
 from django_tasks import task
 
@@ -109,7 +109,11 @@ def store_message(*, corp_id: int, plaintext: bytes) -> Stored:
             "status": InboxEvent.Status.PENDING,
         }
     try:
-        with transaction.atomic():
+        if connection.in_atomic_block:
+            with transaction.atomic():  # a savepoint, so a duplicate does not break the caller's transaction
+                InboxEvent.objects.create(corp_id=corp_id, dedupe_key=key, **values)
+        else:
+            # The receiver's case: one autocommitted INSERT is one round trip, durable when it returns.
             InboxEvent.objects.create(corp_id=corp_id, dedupe_key=key, **values)
         created = True
     except IntegrityError:
