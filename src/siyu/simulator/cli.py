@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--state",
         default=None,
         metavar="FILE",
-        help="load the corp from this JSON state file instead of generating one "
-        "(format: siyu.simulator.statefile); --staff, --customers, --groups are then ignored",
+        help="load the corp from this JSON state file instead of generating one (format: "
+        "siyu.simulator.statefile); its corpid replaces --corpid; --staff, --customers, --groups are ignored",
     )
     parser.add_argument("--staff", type=int, default=_D.staff, help="members to generate")
     parser.add_argument("--customers", type=int, default=_D.customers, help="customers to generate")
