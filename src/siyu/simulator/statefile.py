@@ -21,7 +21,7 @@ optional keys show their default after ``=``. Times are Unix seconds; "now" is t
          "alias": str = "", "gender": 0|1|2 = 0, "avatar": str = derived from the userid,
          "open_userid": str = random}
       ],
-      "tag_groups": [                                        # = []; listed first sorts first
+      "tag_groups": [                                        # = []; WeCom lists larger orders first
         {"group_id": str, "name": str, "order": int = 0 (larger sorts first, as in WeCom),
          "create_time": int = now, "tags": [{"id": str, "name": str, "order": int = 0, "create_time": int}]}
       ],
