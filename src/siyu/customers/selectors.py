@@ -191,14 +191,23 @@ def list_customers(
     relations = FollowRelation.objects.select_related("staff").order_by("-status", "added_at")
     if not actor.sees_all_customers:
         relations = relations.filter(actor.visible_staff_ids_q())
-    qs = qs.order_by(*order).prefetch_related(
-        Prefetch("relations", queryset=relations),
-        Prefetch(
-            "customer_tags",
-            queryset=CustomerTag.objects.select_related("tag").order_by("tag__order", "tag_id"),
-        ),
+    # The filters and the keyset walk pick the page's ids in a subquery that reads only the sort index (and
+    # the indexes its tests probe); the page's own rows are then fetched by id. Walking full rows instead
+    # reads a table page for every customer the filters look at and reject: at 1M, several times slower.
+    page_ids = qs.order_by(*order).values("pk")[: size + 1]
+    page = (
+        Customer.objects.for_corp(actor.corp)
+        .filter(pk__in=page_ids)
+        .order_by(*order)
+        .prefetch_related(
+            Prefetch("relations", queryset=relations),
+            Prefetch(
+                "customer_tags",
+                queryset=CustomerTag.objects.select_related("tag").order_by("tag__order", "tag_id"),
+            ),
+        )
     )
-    rows = list(qs[: size + 1])
+    rows = list(page)
     has_more = len(rows) > size
     items = rows[:size]
     return CustomerPage(

@@ -1,0 +1,57 @@
+"""Every benchmark at its default size (what ``make bench`` runs); the summary lines are repeated at the end.
+
+    .venv/bin/python bench/run_all.py [--quick]
+
+Default: the seed at 100,000 customers and the customer list at 1,000,000 (its corp is seeded on the first
+run, ~10 minutes on 2 cores, and re-used after). ``--quick``: 20,000 and 100,000, for a check in a couple of
+minutes. PostgreSQL is started if it is not running; the benchmarks create their own databases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+SIZES = {
+    "default": {"seed": 100_000, "list": 1_000_000},
+    "quick": {"seed": 20_000, "list": 100_000},
+}
+
+
+def run(script: str, *args: str) -> list[str]:
+    """Run one benchmark; its progress goes to stderr as it happens, its summary lines are returned."""
+    print(f"== {script} {' '.join(args)}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    done = subprocess.run(  # noqa: S603 - our own scripts
+        [sys.executable, str(HERE / script), *args], check=False, stdout=subprocess.PIPE, text=True
+    )
+    print(f"   ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    if done.returncode != 0:
+        lines.append(f"# {script} failed with exit code {done.returncode}")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller sizes: a check in a couple of minutes")
+    args = parser.parse_args()
+    sizes = SIZES["quick" if args.quick else "default"]
+    lines: list[str] = []
+    lines += run("seed.py", "--customers", str(sizes["seed"]))
+    lines += run("customer_list.py", "--customers", str(sizes["list"]))
+    print("\n# name  value  unit  baseline  ratio")
+    for line in lines:
+        print(line)
+    return 1 if any(line.startswith("#") and "failed" in line for line in lines) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
