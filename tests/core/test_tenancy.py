@@ -9,8 +9,9 @@ from siyu.core.tenancy import CorpManager, CorpOwned
 from siyu.customers.models import Customer
 from tests import factories
 
-# Tables that are not corp data: the tenant itself, and framework tables (users, sessions, the task queue).
-NOT_CORP_OWNED = {"corps.Corp"}
+# Tables that are not corp data: the tenant itself, the deployment's periodic-job clock, and framework tables
+# (users, sessions, the task queue).
+NOT_CORP_OWNED = {"corps.Corp", "core.PeriodicJob"}
 
 
 def siyu_models():

@@ -76,30 +76,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def worker_command() -> list[str]:
-    from django.conf import settings
-
-    if settings.TASK_BACKEND == "rq":
-        return [
-            sys.executable,
-            "-m",
-            "siyu.config.cli",
-            "manage",
-            "rqworker",
-            "--job-class",
-            "django_tasks_rq.Job",
-            "default",
-        ]
-    return [
-        sys.executable,
-        "-m",
-        "siyu.config.cli",
-        "manage",
-        "db_worker",
-        "--interval",
-        "0.5",
-        "--no-startup-delay",
-        "--no-reload",  # a reloading worker can stop mid-task; restarts are the supervisor's job
-    ]
+    """The worker process: the configured queue's worker plus the periodic beat (``siyu_worker``)."""
+    return [sys.executable, "-m", "siyu.config.cli", "manage", "siyu_worker"]
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -40,3 +40,18 @@ class Job(CorpOwned):
         if self.status == self.Status.DONE:
             return 100
         return int(self.done * 100 / self.total) if self.total else 0
+
+
+class PeriodicJob(models.Model):
+    """When a periodic job last ran and may next run; workers race for it with a conditional UPDATE.
+
+    Not corp data: one row per job name for the whole deployment.
+    """
+
+    name = models.CharField(max_length=80, unique=True)
+    next_run_at = models.DateTimeField(default=now)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return self.name
