@@ -17,10 +17,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-SIZES = {
-    "default": {"seed": 100_000, "list": 1_000_000},
-    "quick": {"seed": 20_000, "list": 100_000},
-}
+# (script, arguments at the default size, arguments with --quick). A new benchmark adds its line here.
+BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
+    ("seed.py", ["--customers", "100000"], ["--customers", "20000"]),
+    ("customer_list.py", ["--customers", "1000000"], ["--customers", "100000"]),
+]
 
 
 def run(script: str, *args: str) -> list[str]:
@@ -43,10 +44,9 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes: a check in a couple of minutes")
     args = parser.parse_args()
-    sizes = SIZES["quick" if args.quick else "default"]
     lines: list[str] = []
-    lines += run("seed.py", "--customers", str(sizes["seed"]))
-    lines += run("customer_list.py", "--customers", str(sizes["list"]))
+    for script, default_args, quick_args in BENCHMARKS:
+        lines += run(script, *(quick_args if args.quick else default_args))
     print("\n# name  value  unit  baseline  ratio")
     for line in lines:
         print(line)

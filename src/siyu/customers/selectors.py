@@ -6,7 +6,7 @@ import base64
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
@@ -146,8 +146,8 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
 
 
 def page_size_or_error(page_size: int | None) -> int:
-    size = page_size or settings.SIYU["PAGE_SIZE"]
-    maximum = settings.SIYU["MAX_PAGE_SIZE"]
+    size = page_size or cast(int, settings.SIYU["PAGE_SIZE"])
+    maximum = cast(int, settings.SIYU["MAX_PAGE_SIZE"])
     if size < 1 or size > maximum:
         raise Invalid(
             f"page size must be between 1 and {maximum}", field="page_size", code=ErrorCode.PAGE_TOO_LARGE
