@@ -3,10 +3,12 @@
 Deterministic for a seed: the same ``seed_value`` and ``until`` give the same names, relations, tags and
 events (ids and the corp differ). The small structure (departments, staff, tags) goes through the ORM; the
 bulk (customers, relations, relation and customer tags, events) is generated as plain row tuples, a batch at
-a time, and written with ``COPY`` on PostgreSQL or ``executemany`` on SQLite. Every derived column (search
-text, the list's sort key, the per-customer tag view) is computed before the insert, so each row is written
-once.
-Memory stays bounded at any size: one batch of rows is in memory at a time.
+a time on a worker thread, and written with ``COPY`` on PostgreSQL or ``executemany`` on SQLite. Derived
+columns (search text, the list's sort key, the per-customer tag view) are computed before the insert, so each
+row is written once. Memory stays flat at any size: a batch or two of rows is in memory at a time.
+
+On PostgreSQL the seed is one transaction; into near-empty tables it loads without the secondary indexes and
+rebuilds them before the commit. SQLite commits every ``SQLITE_COMMIT_EVERY`` customers.
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ DAYS = 90
 
 @dataclass
 class SeedReport:
+    """What a seed wrote, and how long it took."""
+
     corp: Corp
     customers: int
     relations: int
@@ -201,6 +205,7 @@ class PostgresWriter(Writer):
     def __init__(self) -> None:
         super().__init__(_TimestampText("+00"))
         self._rebuild: list[tuple[str, str]] = []  # (name, definition) of indexes dropped for a bulk load
+        self._replica = False
 
     def transaction_started(self, customers: int) -> None:
         with connection.cursor() as cursor:
@@ -212,6 +217,11 @@ class PostgresWriter(Writer):
                 # check that no row is orphaned); "replica" skips those triggers for this transaction only.
                 # It needs a superuser; any other role loads with the checks.
                 cursor.execute("SET LOCAL session_replication_role = replica")
+                self._replica = True
+            else:
+                # Checked at the end of each COPY instead of queued for the commit: the same work, without
+                # a queue of tens of millions of pending checks in the server's memory.
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         if customers >= BULK_LOAD_MIN and self._tables_are_small(customers):
             self._drop_secondary_indexes()
 
@@ -225,11 +235,14 @@ class PostgresWriter(Writer):
                 say(f"  rebuilt {len(self._rebuild)} indexes in {time.monotonic() - started:.1f} s")
                 self._rebuild = []
             # Back to normal for whatever else an enclosing transaction does (a test's, say).
-            cursor.execute("SET LOCAL session_replication_role = DEFAULT")
+            if self._replica:
+                cursor.execute("SET LOCAL session_replication_role = DEFAULT")
+                self._replica = False
             cursor.execute("SET LOCAL maintenance_work_mem = DEFAULT")
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")  # Django declares its foreign keys deferred
 
     def _tables_are_small(self, customers: int) -> bool:
-        """Whether the corp-independent tables hold fewer customers than this seed adds (a fresh database)."""
+        """Whether the customers table holds fewer rows than this seed adds (a fresh database, say)."""
         with connection.cursor() as cursor:
             table = Customer._meta.db_table
             cursor.execute(f'SELECT count(*) FROM (SELECT 1 FROM "{table}" LIMIT %s) AS s', [customers])  # noqa: S608
