@@ -128,6 +128,7 @@ def peak_rss_mib() -> float:
 @dataclass
 class Timing:
     samples_ms: list[float]
+    cpu_ms: float | None = None  # CPU per run (this process and the database backend), when measured
 
     @property
     def p50(self) -> float:
@@ -139,16 +140,40 @@ class Timing:
         return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
-def time_runs(fn: Callable[[], object], *, runs: int, warmup: int = 3) -> Timing:
-    """Run ``fn`` ``warmup`` times untimed, then ``runs`` times timed (milliseconds)."""
+def time_runs(
+    fn: Callable[[], object], *, runs: int, warmup: int = 3, cpu: Callable[[], float] | None = None
+) -> Timing:
+    """Run ``fn`` ``warmup`` times untimed, then ``runs`` times timed (milliseconds).
+
+    ``cpu`` (seconds of CPU used so far, e.g. ``django_cpu_seconds``) adds the mean CPU per run: on a shared,
+    busy machine wall-clock times swing with the neighbours' load, CPU time much less.
+    """
     for _ in range(warmup):
         fn()
     samples = []
+    cpu_before = cpu() if cpu else 0.0
     for _ in range(runs):
         started = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - started) * 1000)
-    return Timing(samples)
+    cpu_ms = (cpu() - cpu_before) * 1000 / runs if cpu else None
+    return Timing(samples, cpu_ms)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process on this machine, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def django_cpu_seconds() -> Callable[[], float]:
+    """CPU of this process plus its PostgreSQL backend (a local server), for ``time_runs(cpu=…)``."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = int(cursor.fetchone()[0])
+    return lambda: time.process_time() + process_cpu_seconds(backend)
 
 
 def size_label(n: int) -> str:
