@@ -168,7 +168,7 @@ def test_siyu_demo_is_a_living_wecom_connected_corp(demo: Demo) -> None:
     processes = descendants(demo.process.pid)
     commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") for pid in processes}
     assert any(b" serve " in c or b"gunicorn" in c for c in commands.values()), commands
-    assert any(b" worker" in c or b"db_worker" in c for c in commands.values()), commands
+    assert any(b" worker" in c or b"siyu_worker" in c for c in commands.values()), commands
     assert any(b" simulator " in c for c in commands.values()), commands
     customers_at_start = demo.count("select count(*) from customers_customer")
     assert customers_at_start == 200
