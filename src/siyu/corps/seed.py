@@ -536,7 +536,9 @@ class _Generator:
             name = new_name()
             unionid = f"ozdemo{i:09d}" if rand() < 0.6 else ""
             kind = 1 if rand() < 0.93 else 2
-            corp_name = "" if rand() < 0.9 else COMPANIES[below(len(COMPANIES))]
+            # WeCom reports a company only for WeCom users (type 2); WeChat users have none.
+            company = COMPANIES[below(len(COMPANIES))]
+            corp_name = company if kind == 2 else ""
             custom_fields = (
                 json.dumps({"member_level": MEMBER_LEVELS[below(len(MEMBER_LEVELS))]})
                 if rand() < 0.4
