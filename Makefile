@@ -33,16 +33,18 @@ test: $(STAMP) browser
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e"
 
+# check_translations runs makemessages on a copy of the sources: it needs GNU gettext (apt-get install gettext).
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
 	$(SIYU) manage check --fail-level WARNING
 	$(SIYU) manage makemigrations --check --dry-run
+	$(BIN)/python scripts/check_translations.py
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench scripts
+	$(BIN)/ruff check --fix src tests bench scripts
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

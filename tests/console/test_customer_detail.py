@@ -153,10 +153,10 @@ def test_ended_relations_show_who_ended_them_and_are_read_only(
     # then
     card = html[html.index(f'id="relation-{relation.pk}"') :]
     card = card[: card.index("</article>")]
-    assert "Deleted by customer" in card
+    assert "客户删除员工" in card  # Deleted by customer
     assert "2026-04-02 10:00" in card
     assert "remark-form" not in card and "add-tag-select" not in card
-    assert "The customer deleted 刘强" in html
+    assert "客户删除了刘强" in html  # The customer deleted 刘强
 
 
 # ---------- scope ----------
@@ -240,7 +240,7 @@ def test_staff_edit_the_remark_of_their_own_relation(client: Client, world: Worl
     assert event.source == Event.Source.CONSOLE
     assert event.payload["after"]["remark"] == "老朋友"
     html = client.get(detail_url(shared)).content.decode()
-    assert "王芳's remark changed" in html
+    assert "王芳对客户的备注已修改" in html  # 王芳's remark changed
 
 
 def test_staff_cannot_edit_another_staff_members_relation(client: Client, world: World, shared: Customer):
@@ -357,7 +357,7 @@ def test_adding_a_tag_goes_through_the_service_and_shows_up_everywhere(client: C
     assert f'data-testid="remove-tag-{tag.pk}"' in html
     assert 'id="customer-tags" data-testid="customer-tags" hx-swap-oob="true"' in html
     assert 'id="timeline-list" data-testid="timeline" hx-swap-oob="true"' in html
-    assert "Tagged “高意向” on 王芳's relation" in html
+    assert "在王芳处打上标签“高意向”" in html  # Tagged “高意向” on 王芳's relation
     assert RelationTag.objects.filter(relation=relation, tag=tag).exists()
     assert CustomerTag.objects.filter(customer=shared, tag=tag).exists()
     event = Event.objects.get(customer=shared, kind=Event.Kind.TAGGED)
@@ -473,7 +473,7 @@ def test_custom_fields_are_saved_through_the_service(client: Client, world: Worl
     assert sorted(event.payload["fields"]) == ["custom.birthday", "custom.budget", "custom.level"]
     html = client.get(detail_url(shared)).content.decode()
     assert 'value="1990-05-01"' in html
-    assert "Profile updated: 生日、预算、会员等级" in html
+    assert "资料已更新：生日、预算、会员等级" in html
 
 
 def test_every_bad_custom_field_gets_its_own_error_and_nothing_is_written(
@@ -516,7 +516,7 @@ def test_a_note_is_added_and_its_adding_is_on_the_timeline(client: Client, world
     assert response.status_code == 200
     html = response.content.decode()
     assert "周五回访" in html
-    assert "wang added a note" in html  # the out-of-band timeline names the author
+    assert "wang添加了跟进记录" in html  # the out-of-band timeline names the author
     note = Note.objects.get(customer=shared)
     assert note.author.username == "wang"
     assert Event.objects.filter(
@@ -638,6 +638,6 @@ def test_the_timeline_does_not_show_the_text_of_another_staff_members_remark(
     as_admin = login(Client(), "admin1").get(detail_url(shared)).content.decode()
 
     # then
-    assert "刘强's remark changed" in as_wang and "刘的秘密" not in as_wang
+    assert "刘强对客户的备注已修改" in as_wang and "刘的秘密" not in as_wang
     assert "王的新备注" in as_wang
     assert "刘的秘密" in as_admin

@@ -79,7 +79,7 @@ def test_every_role_sees_the_staff_with_departments_status_and_active_customers(
     wang = wang[: wang.index("</tr>")]
     assert "华东" in wang and "华南" in wang
     sun = html[html.index('data-testid="staff-sunli"') :]
-    assert "Resigned" in sun[: sun.index("</tr>")]
+    assert "已离职" in sun[: sun.index("</tr>")]
     assert "outsider" not in html
 
 

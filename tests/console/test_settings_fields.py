@@ -192,7 +192,7 @@ def test_deleting_says_how_many_customers_hold_a_value_then_removes_field_and_va
 
     # then
     assert confirm.status_code == 200
-    assert "2 customers have a value" in confirm.content.decode()
+    assert "有 2 位客户在该字段中填有值" in confirm.content.decode()
     assert CustomField.objects.filter(pk=level.pk).exists()
 
     # when

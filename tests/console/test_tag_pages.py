@@ -275,7 +275,7 @@ def test_deleting_a_tag_asks_first_and_says_how_many_customers_carry_it(
 
     # then
     assert confirm.status_code == 200
-    assert "2 customers carry this tag" in confirm.content.decode()
+    assert "有 2 位客户带有此标签" in confirm.content.decode()
     assert Tag.objects.filter(pk=shanghai.pk).exists()
 
     # when
@@ -287,7 +287,7 @@ def test_deleting_a_tag_asks_first_and_says_how_many_customers_carry_it(
     assert not CustomerTag.objects.filter(tag_id=shanghai.pk).exists()
     event = Event.objects.get(corp=world.corp, kind=Event.Kind.TAG_DELETED)
     assert event.payload == {"tag_id": shanghai.pk, "name": "上海", "customers": 2}
-    assert "removed from 2 customers" in client.get(LIST).content.decode()
+    assert "从 2 位客户身上移除" in client.get(LIST).content.decode()
 
 
 def test_deleting_a_group_deletes_its_tags(client: Client, world: World, region: TagGroup):
@@ -302,7 +302,7 @@ def test_deleting_a_group_deletes_its_tags(client: Client, world: World, region:
     response = client.post(url)
 
     # then
-    assert "on 2 customers" in confirm and "its 3 tags" in confirm
+    assert "涉及 2 位客户" in confirm and "组内的 3 个标签" in confirm
     assert response.status_code == 302
     assert not TagGroup.objects.filter(pk=region.pk).exists()
     assert not Tag.objects.for_corp(world.corp).exists()

@@ -37,6 +37,7 @@ ENTRIES = [
     NavEntry(_("Departments"), "corps:department_list", section="corps:department_"),
     NavEntry(_("Callback inbox"), "wecom:inbox", section="wecom:inbox", needs_configure=True),
     NavEntry(_("WeCom sync"), "wecom:sync_list", section="wecom:sync", needs_configure=True),
+    NavEntry(_("WeCom outbox"), "wecom:outbox", section="wecom:outbox", needs_configure=True),
     NavEntry(
         _("Custom fields"), "corps:settings_fields", section="corps:settings_field", needs_configure=True
     ),

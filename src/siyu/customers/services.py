@@ -20,6 +20,7 @@ from siyu.corps.services import audit
 from siyu.customers.events import record_event
 from siyu.customers.models import Customer, CustomField, Event, FollowRelation, Note
 
+from siyu.wecom import services as wecom
 MOBILE_RE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
 MAX_REMARK_MOBILES = 5  # WeCom's remark API accepts at most 5 remark mobiles
 PROFILE_FIELDS = ("name", "unionid", "avatar", "gender", "type", "corp_name", "corp_full_name")
@@ -213,7 +214,12 @@ def update_relation_remark(
     dedupe_key: str | None = None,
     payload_extra: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Change what a staff member noted about a customer; returns the fields that changed."""
+    """Change what a staff member noted about a customer; returns the fields that changed.
+
+    A change made in Siyu (``source`` console, api or system) in a corp connected to WeCom goes to WeCom
+    (``remark``), so it must fit WeCom's limits, tighter than Siyu's columns (remark 20 characters, description
+    150, company 20).
+    """
     new: dict[str, Any] = {}
     if remark is not None:
         if len(remark) > 64:  # WeCom: remark up to 64 characters
@@ -231,11 +237,12 @@ def update_relation_remark(
     if not changed:
         return []
     before = {k: getattr(relation, k) for k in changed}
+    wecom.check_remark(relation=relation, source=source, changed={k: new[k] for k in changed})
     for k in changed:
         setattr(relation, k, new[k])
     relation.save(update_fields=changed)
     refresh_search_text(relation.customer)
-    record_event(
+    event = record_event(
         corp_id=relation.corp_id,
         customer_id=relation.customer_id,
         staff_id=relation.staff_id,
@@ -250,6 +257,12 @@ def update_relation_remark(
         dedupe_key=dedupe_key,
     )
     return changed
+    wecom.relation_remark_changed(
+        relation=relation,
+        source=source,
+        changed={k: new[k] for k in changed},
+        change_id=f"event:{event.pk}" if event else None,
+    )
 
 
 def _clean_custom_value(field: CustomField, raw: Any) -> Any:

@@ -67,6 +67,9 @@ class TagGroupOut(Schema):
 class TagGroupIn(Schema):
     name: str = Field(description="At most 30 characters, unique in the corp.")
     tags: list[str] = Field([], description="Names of the group's first tags.")
+    wecom: bool = Field(
+        False, description="Create the group in WeCom too (needs a first tag); otherwise it is Siyu-only."
+    )
 
 
 class RenameIn(Schema):
@@ -150,7 +153,13 @@ def list_tag_groups(request: HttpRequest) -> list[TagGroupOut]:
 def create_tag_group(request: HttpRequest, payload: TagGroupIn) -> Status[TagGroupOut]:
     actor = current_actor(request)
     actor.require_configure()
-    group = services.create_tag_group(corp=actor.corp, name=payload.name, tag_names=payload.tags)
+    group = services.create_tag_group(
+        corp=actor.corp,
+        name=payload.name,
+        tag_names=payload.tags,
+        source=event_source(actor),
+        in_wecom=payload.wecom,
+    )
     return Status(201, _group_out(actor, group.pk))
 
 
@@ -172,7 +181,7 @@ def get_tag_group(request: HttpRequest, group_id: int) -> TagGroupOut:
 def rename_tag_group(request: HttpRequest, group_id: int, payload: RenameIn) -> TagGroupOut:
     actor = current_actor(request)
     actor.require_configure()
-    services.rename_tag_group(group=_group(actor, group_id), name=payload.name)
+    services.rename_tag_group(group=_group(actor, group_id), name=payload.name, source=event_source(actor))
     return _group_out(actor, group_id)
 
 
@@ -212,7 +221,9 @@ def list_tags(request: HttpRequest, group: int | None = None) -> list[TagOut]:
 def create_tag(request: HttpRequest, payload: TagIn) -> Status[TagOut]:
     actor = current_actor(request)
     actor.require_configure()
-    tag = services.create_tag(group=_group(actor, payload.group_id), name=payload.name)
+    tag = services.create_tag(
+        group=_group(actor, payload.group_id), name=payload.name, source=event_source(actor)
+    )
     return Status(201, _tag_out(actor, tag))
 
 
@@ -226,7 +237,7 @@ def get_tag(request: HttpRequest, tag_id: int) -> TagOut:
 def rename_tag(request: HttpRequest, tag_id: int, payload: RenameIn) -> TagOut:
     actor = current_actor(request)
     actor.require_configure()
-    tag = services.rename_tag(tag=_tag(actor, tag_id), name=payload.name)
+    tag = services.rename_tag(tag=_tag(actor, tag_id), name=payload.name, source=event_source(actor))
     return _tag_out(actor, tag)
 
 

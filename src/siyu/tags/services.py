@@ -1,4 +1,9 @@
-"""Operations on tag groups, tags and the tags on customer–staff relations."""
+"""Operations on tag groups, tags and the tags on customer–staff relations.
+
+Changes made in Siyu (``source`` console, api or system) to WeCom tags reach WeCom through
+``siyu.wecom.services``, in the same transaction; Siyu-only tags and groups stay here. The functions the WeCom
+mirror calls without a ``source`` (create, rename) treat the change as WeCom's own and send nothing.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from siyu.customers.events import record_event
 from siyu.customers.models import Event, FollowRelation
 from siyu.tags.models import CustomerTag, RelationTag, Tag, TagGroup
 
+from siyu.wecom import services as wecom
 MAX_NAME = 30  # WeCom: tag and tag-group names are at most 30 characters
 
 
@@ -32,48 +38,69 @@ def _clean_name(name: str, what: str) -> str:
 
 @transaction.atomic
 def create_tag_group(
-    *, corp: Corp, name: str, tag_names: Sequence[str] = (), wecom_group_id: str = ""
+    *,
+    corp: Corp,
+    name: str,
+    tag_names: Sequence[str] = (),
+    wecom_group_id: str = "",
+    source: str | None = None,
+    in_wecom: bool = False,
 ) -> TagGroup:
-    """Create a tag group with its first tags."""
+    """Create a tag group with its first tags; ``in_wecom`` creates it in WeCom too (needs a first tag)."""
     name = _clean_name(name, "tag group")
     if TagGroup.objects.for_corp(corp).filter(name=name).exists():
         raise Invalid(f"tag group {name!r} already exists", field="name")
     order = (TagGroup.objects.for_corp(corp).aggregate(m=Max("order"))["m"] or 0) + 1
     group = TagGroup.objects.create(corp=corp, name=name, order=order, wecom_group_id=wecom_group_id)
-    for tag_name in tag_names:
-        create_tag(group=group, name=tag_name)
+    tags = [create_tag(group=group, name=tag_name) for tag_name in tag_names]
+    if in_wecom and not wecom_group_id:
+        wecom.tag_group_created(group=group, tags=tags, source=source or "")
     return group
 
 
 @transaction.atomic
-def rename_tag_group(*, group: TagGroup, name: str) -> TagGroup:
+def rename_tag_group(*, group: TagGroup, name: str, source: str | None = None) -> TagGroup:
+    """Rename a group; a WeCom group renamed in Siyu (``source`` given) is renamed in WeCom too."""
     name = _clean_name(name, "tag group")
     if TagGroup.objects.for_corp(group.corp_id).filter(name=name).exclude(pk=group.pk).exists():
         raise Invalid(f"tag group {name!r} already exists", field="name")
     group.name = name
+    if group.name == name:
+        return group
     group.save(update_fields=["name"])
     return group
+    if source is not None:
+        wecom.tag_group_renamed(group=group, source=source)
 
 
 @transaction.atomic
-def create_tag(*, group: TagGroup, name: str, wecom_tag_id: str = "") -> Tag:
+def create_tag(*, group: TagGroup, name: str, wecom_tag_id: str = "", source: str | None = None) -> Tag:
+    """Create a tag; one made in Siyu (``source`` given) in a WeCom group is created in WeCom too."""
     name = _clean_name(name, "tag")
     if Tag.objects.for_corp(group.corp_id).filter(group=group, name=name).exists():
         raise Invalid(f"tag {name!r} already exists in {group.name}", field="name")
     order = (Tag.objects.for_corp(group.corp_id).filter(group=group).aggregate(m=Max("order"))["m"] or 0) + 1
-    return Tag.objects.create(
+    tag = Tag.objects.create(
         corp_id=group.corp_id, group=group, name=name, order=order, wecom_tag_id=wecom_tag_id
     )
 
+    if source is not None:
+        wecom.tag_created(tag=tag, source=source)
+    return tag
 
 @transaction.atomic
-def rename_tag(*, tag: Tag, name: str) -> Tag:
+def rename_tag(*, tag: Tag, name: str, source: str | None = None) -> Tag:
+    """Rename a tag; a WeCom tag renamed in Siyu (``source`` given) is renamed in WeCom too."""
     name = _clean_name(name, "tag")
     if Tag.objects.for_corp(tag.corp_id).filter(group_id=tag.group_id, name=name).exclude(pk=tag.pk).exists():
         raise Invalid(f"tag {name!r} already exists in this group", field="name")
     tag.name = name
+    if tag.name == name:
+        return tag
     tag.save(update_fields=["name"])
     return tag
+    if source is not None:
+        wecom.tag_renamed(tag=tag, source=source)
 
 
 @transaction.atomic
@@ -100,6 +127,11 @@ def reorder_tags(*, group: TagGroup, tag_ids: Sequence[int]) -> None:
 def delete_tag(*, tag: Tag, source: str) -> int:
     """Delete a tag everywhere; returns how many customers carried it. One corp-level event records it."""
     carried = CustomerTag.objects.for_corp(tag.corp_id).filter(tag=tag).count()
+    wecom.tag_deleted(tag=tag, source=source)
+    return _delete_tag(tag=tag, source=source)
+
+
+def _delete_tag(*, tag: Tag, source: str) -> int:
     record_event(
         corp_id=tag.corp_id,
         kind=Event.Kind.TAG_DELETED,
@@ -116,7 +148,9 @@ def delete_tag_group(*, group: TagGroup, source: str) -> int:
     """Delete a group and all its tags; returns the number of tags deleted."""
     tags = list(Tag.objects.for_corp(group.corp_id).filter(group=group))
     for tag in tags:
-        delete_tag(tag=tag, source=source)
+    # WeCom deletes a group with its tags in one call: the tags' own deletions are not sent.
+    wecom.tag_group_deleted(group=group, source=source)
+        _delete_tag(tag=tag, source=source)
     group.delete()
     return len(tags)
 
@@ -165,6 +199,7 @@ def mark_relation_tags(
     added = [t for t in add if t.pk not in present]
     removed = [t for t in remove if t.pk in present]
     for tag in added:
+    recorded: list[Event] = []
         try:
             with transaction.atomic():
                 RelationTag.objects.create(
@@ -176,7 +211,7 @@ def mark_relation_tags(
             [CustomerTag(corp_id=relation.corp_id, customer_id=relation.customer_id, tag=tag)],
             ignore_conflicts=True,
         )
-        record_event(
+        tagged = record_event(
             corp_id=relation.corp_id,
             customer_id=relation.customer_id,
             staff_id=relation.staff_id,
@@ -186,6 +221,7 @@ def mark_relation_tags(
             dedupe_key=f"{dedupe_prefix}:tagged:{tag.pk}" if dedupe_prefix else None,
         )
     if removed:
+        recorded.extend([tagged] if tagged else [])
         RelationTag.objects.for_corp(relation.corp_id).filter(
             relation=relation, tag_id__in=[t.pk for t in removed]
         ).delete()
@@ -198,7 +234,7 @@ def mark_relation_tags(
             customer_id=relation.customer_id, tag_id__in=[t.pk for t in removed if t.pk not in still_carried]
         ).delete()
         for tag in removed:
-            record_event(
+            untagged = record_event(
                 corp_id=relation.corp_id,
                 customer_id=relation.customer_id,
                 staff_id=relation.staff_id,
@@ -213,6 +249,16 @@ def mark_relation_tags(
                 dedupe_key=f"{dedupe_prefix}:untagged:{tag.pk}" if dedupe_prefix else None,
             )
     return MarkResult(added=[t.pk for t in added], removed=[t.pk for t in removed])
+            recorded.extend([untagged] if untagged else [])
+    if added or removed:
+        # The change's first event names it: a retried request that changes nothing sends nothing more.
+        wecom.relation_tags_changed(
+            relation=relation,
+            added=added,
+            removed=removed,
+            source=source,
+            change_id=f"event:{recorded[0].pk}" if recorded else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -253,7 +299,7 @@ def tag_customers(
             )
             .order_by("customer_id", "id")
         )
-        changed_relations = _bulk_mark(relations, add=add, remove=remove, source=source)
+        changed_relations = _bulk_mark(relations, add=add, remove=remove, source=source, corp=actor.corp)
     customers = {r.customer_id for r in relations}
     requested = len(set(customer_ids))
     return BulkTagResult(
@@ -265,7 +311,12 @@ def tag_customers(
 
 
 def _bulk_mark(
-    relations: Sequence[FollowRelation], *, add: Sequence[Tag], remove: Sequence[Tag], source: str
+    relations: Sequence[FollowRelation],
+    *,
+    add: Sequence[Tag],
+    remove: Sequence[Tag],
+    source: str,
+    corp: Corp,
 ) -> set[int]:
     """Set-based ``mark_relation_tags`` over many relations; returns the ids of relations that changed."""
     if not relations:
@@ -325,7 +376,32 @@ def _bulk_mark(
             for r, t in pairs
         )
     Event.objects.bulk_create(events)
-    return {r.pk for r, _t in [*to_add, *to_remove]}
+    # One mark_tag per changed relation (WeCom tags one relation per call), named by its first event.
+    added: dict[int, list[Tag]] = {}
+    removed: dict[int, list[Tag]] = {}
+    for r, t in to_add:
+        added.setdefault(r.pk, []).append(t)
+    for r, t in to_remove:
+        removed.setdefault(r.pk, []).append(t)
+    first_event: dict[int, int] = {}
+    for event in events:
+        if event.pk is not None:
+            first_event.setdefault(event.payload["relation_id"], event.pk)
+    changed = set(added) | set(removed)
+    wecom.relations_tags_changed(
+        corp=corp,
+        changes=[
+            wecom.RelationTagChange(
+                relation_id=pk,
+                added=added.get(pk, []),
+                removed=removed.get(pk, []),
+                change_id=f"event:{first_event[pk]}" if pk in first_event else None,
+            )
+            for pk in sorted(changed)
+        ],
+        source=source,
+    )
+    return changed
 
 
 @transaction.atomic

@@ -159,6 +159,7 @@ def _page(
         "new_group_error": errors.get("new-group", ""),
         "new_group_name": values.get("new-group", ""),
         "new_group_tags": values.get("new-group-tags", ""),
+        "new_group_wecom": values.get("new-group-wecom") == "1",
     }
     return render(request, "tags/list.html", context, status=status)
 
@@ -186,13 +187,23 @@ def group_create(request: HttpRequest) -> HttpResponse:
     raw_tags = request.POST.get("tags", "")
     tag_names = [line.strip() for line in raw_tags.splitlines() if line.strip()]
     try:
-        group = create_tag_group(corp=actor.corp, name=name, tag_names=tag_names)
+        group = create_tag_group(
+            corp=actor.corp,
+            name=name,
+            tag_names=tag_names,
+            source=SOURCE,
+            in_wecom=request.POST.get("wecom") == "1",
+        )
     except Invalid as exc:
         return _page(
             request,
             actor,
             errors={"new-group": exc.message},
-            values={"new-group": name, "new-group-tags": raw_tags},
+            values={
+                "new-group": name,
+                "new-group-tags": raw_tags,
+                "new-group-wecom": request.POST.get("wecom", ""),
+            },
             status=400,
         )
     messages.success(request, _("Tag group “%(name)s” created.") % {"name": group.name})
@@ -207,7 +218,7 @@ def group_rename(request: HttpRequest, group_id: int) -> HttpResponse:
     name = request.POST.get("name", "")
     form_id = f"rename-group-{group.pk}"
     try:
-        rename_tag_group(group=group, name=name)
+        rename_tag_group(group=group, name=name, source=SOURCE)
     except Invalid as exc:
         return _page(request, actor, errors={form_id: exc.message}, values={form_id: name}, status=400)
     messages.success(request, _("Tag group renamed."))
@@ -279,7 +290,7 @@ def tag_create(request: HttpRequest, group_id: int) -> HttpResponse:
     name = request.POST.get("name", "")
     form_id = f"new-tag-{group.pk}"
     try:
-        tag = create_tag(group=group, name=name)
+        tag = create_tag(group=group, name=name, source=SOURCE)
     except Invalid as exc:
         return _page(request, actor, errors={form_id: exc.message}, values={form_id: name}, status=400)
     messages.success(request, _("Tag “%(name)s” created.") % {"name": tag.name})
@@ -294,7 +305,7 @@ def tag_rename(request: HttpRequest, tag_id: int) -> HttpResponse:
     name = request.POST.get("name", "")
     form_id = f"rename-tag-{tag.pk}"
     try:
-        rename_tag(tag=tag, name=name)
+        rename_tag(tag=tag, name=name, source=SOURCE)
     except Invalid as exc:
         return _page(request, actor, errors={form_id: exc.message}, values={form_id: name}, status=400)
     messages.success(request, _("Tag renamed."))

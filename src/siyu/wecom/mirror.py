@@ -47,6 +47,7 @@ from siyu.tags.services import (
 from siyu.wecom import schemas as s
 from siyu.wecom.client import WeComClient
 from siyu.wecom.errors import WeComError
+from siyu.wecom.services import RelationWrites, TagWrites, pending_relation_writes, pending_tag_writes
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +147,12 @@ class Mirror:
     # The corp's WeCom tags by WeCom id, loaded once (a corp has at most a few thousand tags, wecom-api.md §6)
     # and dropped whenever this mirror changes tags.
     _tags: dict[str, Tag] | None = None
+    # Writes from Siyu still on their way to WeCom, which WeCom's answers may not show yet: mirrored as if
+    # WeCom had them already, so neither a sync nor a callback undoes them (``wecom.services``). Relations'
+    # writes are prefetched per sync page for the customers in ``_pending_for``, else looked up one by one.
+    _pending: dict[tuple[str, str], RelationWrites] = field(default_factory=dict)
+    _pending_for: set[str] = field(default_factory=set)
+    _tag_writes: TagWrites | None = None
 
     # -- staff and departments --
 
@@ -207,6 +214,15 @@ class Mirror:
     def tag_group(self, group: s.CorpTagGroup, *, complete: bool = True) -> TagGroup | None:
         """Mirror one group; ``complete`` when its ``tag`` list is all of its tags."""
         self._tags = None
+        self._tag_writes = writes = pending_tag_writes(corp=self.corp)
+        if (
+            group.group_id in writes.deleted
+            or writes.names.get(group.group_id, group.group_name) != group.group_name
+        ):
+            self.repairs["pending_writes_kept"] += 1
+            if group.group_id in writes.deleted:
+                return None
+            group = group.model_copy(update={"group_name": writes.names[group.group_id]})
         local = TagGroup.objects.for_corp(self.corp).filter(wecom_group_id=group.group_id).first()
         if group.deleted:
             if local is not None:
@@ -242,6 +258,12 @@ class Mirror:
         return local
 
     def tag(self, group: TagGroup, tag: s.CorpTag) -> Tag | None:
+        writes = self._tag_writes or pending_tag_writes(corp=self.corp)
+        if tag.id in writes.deleted or writes.names.get(tag.id, tag.name) != tag.name:
+            self.repairs["pending_writes_kept"] += 1
+            if tag.id in writes.deleted:
+                return None
+            tag = tag.model_copy(update={"name": writes.names[tag.id]})
         local = Tag.objects.for_corp(self.corp).filter(wecom_tag_id=tag.id).first()
         if tag.deleted:
             if local is not None:
@@ -332,6 +354,7 @@ class Mirror:
         """Make the active relation of ``customer`` with ``facts.userid`` match WeCom: add it if missing, then
         its remark and corp tags. With ``known``, ``relation`` is the active relation already looked up."""
         staff = self.staff(facts.userid)
+        facts = self._with_pending_writes(customer.external_userid, facts)
         if not known:
             relation = (
                 FollowRelation.objects.for_corp(self.corp)
@@ -376,6 +399,25 @@ class Mirror:
                 self.repairs["remarks_changed"] += 1
         self._relation_tags(relation, facts.tag_ids, key, outcome, {} if outcome.added else present_tags)
         return outcome
+
+    def prefetch_pending_writes(self, external_userids: Iterable[str]) -> None:
+        """Look up the writes still on their way to WeCom for these customers' relations, in one query."""
+        self._pending_for = set(external_userids)
+        self._pending = pending_relation_writes(corp=self.corp, external_userids=self._pending_for)
+
+    def _with_pending_writes(self, external_userid: str, facts: RelationFacts) -> RelationFacts:
+        if external_userid in self._pending_for:
+            writes = self._pending.get((external_userid, facts.userid))
+        else:
+            writes = pending_relation_writes(corp=self.corp, external_userids=[external_userid]).get(
+                (external_userid, facts.userid)
+            )
+        if writes is None:
+            return facts
+        kept = writes.applied_to(facts)
+        if kept != facts:
+            self.repairs["pending_writes_kept"] += 1
+        return kept
 
     def _relation_tags(
         self,

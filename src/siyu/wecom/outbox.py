@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,6 +62,8 @@ RETRY_BASE = timedelta(seconds=30)
 WELCOME_RETRY_BASE = timedelta(seconds=2)
 RETRY_CAP = timedelta(hours=1)
 IDEMPOTENCY_KEY_MAX = 200
+# Rows per INSERT of ``enqueue_writes``: a few hundred keep each statement well under SQLite's variable limit.
+BULK_INSERT_BATCH = 500
 
 
 def _request(api: str, payload: dict[str, Any] | WeComRequest) -> dict[str, Any]:
@@ -109,6 +112,47 @@ def enqueue_write(
         return Outbox.objects.for_corp(corp).get(idempotency_key=idempotency_key)
     transaction.on_commit(lambda: dispatch(priority=priority))
     return row
+
+
+def enqueue_writes(
+    *,
+    corp: Corp,
+    writes: Sequence[tuple[str, dict[str, Any] | WeComRequest, str]],
+    priority: Priority = Priority.BULK,
+) -> int:
+    """Store many writes (api, payload, idempotency key) in one INSERT; keys already stored are left as they
+    are. Sent after commit like ``enqueue_write``; returns how many rows are new."""
+    rows: dict[str, Outbox] = {}
+    for api, payload, key in writes:
+        if not key or len(key) > IDEMPOTENCY_KEY_MAX:
+            raise Invalid(
+                f"idempotency_key must be 1 to {IDEMPOTENCY_KEY_MAX} characters", field="idempotency_key"
+            )
+        body = _request(api, payload)
+        rows.setdefault(
+            key,
+            Outbox(
+                corp=corp,
+                api=api,
+                payload=body,
+                idempotency_key=key,
+                priority=int(priority),
+                next_attempt_at=now(),
+            ),
+        )
+    if not rows:
+        return 0
+    stored = set(
+        Outbox.objects.for_corp(corp)
+        .filter(idempotency_key__in=list(rows))
+        .values_list("idempotency_key", flat=True)
+    )
+    new = [row for key, row in rows.items() if key not in stored]
+    # A concurrent transaction may store one of the keys meanwhile: its row stands, ours is dropped.
+    Outbox.objects.bulk_create(new, ignore_conflicts=True, batch_size=BULK_INSERT_BATCH)
+    if new:
+        transaction.on_commit(lambda: dispatch(priority=priority))
+    return len(new)
 
 
 def get_write(*, corp: Corp, idempotency_key: str) -> Outbox:
@@ -269,7 +313,25 @@ def send_claimed(pk: int, lease: datetime) -> str:
             log.exception("outbox %d %s: unexpected failure", pk, row.api)
         return _fail_or_retry(mine, row, priority, reason=reason, errcode=errcode, permanent=permanent)
     result = {k: v for k, v in data.items() if k not in ("errcode", "errmsg")}
-    return _record(mine, row, status=Outbox.Status.DONE, result=result)
+    outcome = _record(mine, row, status=Outbox.Status.DONE, result=result)
+    if outcome == Outbox.Status.DONE:
+        row.status, row.result = Outbox.Status.DONE, result
+        _apply_result(row)
+    return outcome
+
+
+def _apply_result(row: Outbox) -> None:
+    """Hand a done write's answer back to Siyu (e.g. the WeCom id of a tag created from Siyu).
+
+    WeCom has the write either way, so a failure here is logged and the row stays done; the next sync links
+    the tag by its name instead.
+    """
+    from siyu.wecom.services import apply_write_result
+
+    try:
+        apply_write_result(row)
+    except Exception:
+        log.exception("outbox %d %s: the answer could not be applied", row.pk, row.api)
 
 
 def _fail_or_retry(

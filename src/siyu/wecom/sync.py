@@ -431,6 +431,7 @@ def _apply_relations_page(runner: Runner, relations: Iterable[s.CustomerRelation
     mirror = runner.mirror
     entries = list(relations)
     external_ids = {e.external_contact.external_userid for e in entries}
+    mirror.prefetch_pending_writes(external_ids)
     customers = {
         c.external_userid: c
         for c in Customer.objects.for_corp(runner.corp).filter(external_userid__in=external_ids)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from siyu.wecom import views
+from siyu.wecom import outbox_views, views
 
 app_name = "wecom"
 
@@ -10,6 +10,10 @@ urlpatterns = [
     path("inbox/stats/", views.inbox_stats_fragment, name="inbox_stats"),
     path("inbox/<int:event_id>/", views.inbox_event, name="inbox_event"),
     path("inbox/<int:event_id>/replay/", views.inbox_replay, name="inbox_replay"),
+    path("outbox/", outbox_views.outbox, name="outbox"),
+    path("outbox/stats/", outbox_views.outbox_stats_fragment, name="outbox_stats"),
+    path("outbox/<int:row_id>/", outbox_views.outbox_write, name="outbox_write"),
+    path("outbox/<int:row_id>/requeue/", outbox_views.outbox_requeue, name="outbox_requeue"),
     path("sync/", views.sync_list, name="sync_list"),
     path("sync/start/", views.sync_start, name="sync_start"),
     path("sync/<int:run_id>/", views.sync_detail, name="sync_detail"),
