@@ -19,8 +19,8 @@ from siyu.corps.models import Corp, Staff
 from siyu.corps.services import audit
 from siyu.customers.events import record_event
 from siyu.customers.models import Customer, CustomField, Event, FollowRelation, Note
-
 from siyu.wecom import services as wecom
+
 MOBILE_RE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
 MAX_REMARK_MOBILES = 5  # WeCom's remark API accepts at most 5 remark mobiles
 PROFILE_FIELDS = ("name", "unionid", "avatar", "gender", "type", "corp_name", "corp_full_name")
@@ -236,8 +236,8 @@ def update_relation_remark(
     changed = [k for k, v in new.items() if getattr(relation, k) != v]
     if not changed:
         return []
-    before = {k: getattr(relation, k) for k in changed}
     wecom.check_remark(relation=relation, source=source, changed={k: new[k] for k in changed})
+    before = {k: getattr(relation, k) for k in changed}
     for k in changed:
         setattr(relation, k, new[k])
     relation.save(update_fields=changed)
@@ -256,13 +256,13 @@ def update_relation_remark(
         },
         dedupe_key=dedupe_key,
     )
-    return changed
     wecom.relation_remark_changed(
         relation=relation,
         source=source,
         changed={k: new[k] for k in changed},
         change_id=f"event:{event.pk}" if event else None,
     )
+    return changed
 
 
 def _clean_custom_value(field: CustomField, raw: Any) -> Any:

@@ -22,8 +22,8 @@ from siyu.corps.models import Corp
 from siyu.customers.events import record_event
 from siyu.customers.models import Event, FollowRelation
 from siyu.tags.models import CustomerTag, RelationTag, Tag, TagGroup
-
 from siyu.wecom import services as wecom
+
 MAX_NAME = 30  # WeCom: tag and tag-group names are at most 30 characters
 
 
@@ -64,13 +64,13 @@ def rename_tag_group(*, group: TagGroup, name: str, source: str | None = None) -
     name = _clean_name(name, "tag group")
     if TagGroup.objects.for_corp(group.corp_id).filter(name=name).exclude(pk=group.pk).exists():
         raise Invalid(f"tag group {name!r} already exists", field="name")
-    group.name = name
     if group.name == name:
         return group
+    group.name = name
     group.save(update_fields=["name"])
-    return group
     if source is not None:
         wecom.tag_group_renamed(group=group, source=source)
+    return group
 
 
 @transaction.atomic
@@ -83,10 +83,10 @@ def create_tag(*, group: TagGroup, name: str, wecom_tag_id: str = "", source: st
     tag = Tag.objects.create(
         corp_id=group.corp_id, group=group, name=name, order=order, wecom_tag_id=wecom_tag_id
     )
-
     if source is not None:
         wecom.tag_created(tag=tag, source=source)
     return tag
+
 
 @transaction.atomic
 def rename_tag(*, tag: Tag, name: str, source: str | None = None) -> Tag:
@@ -94,13 +94,13 @@ def rename_tag(*, tag: Tag, name: str, source: str | None = None) -> Tag:
     name = _clean_name(name, "tag")
     if Tag.objects.for_corp(tag.corp_id).filter(group_id=tag.group_id, name=name).exclude(pk=tag.pk).exists():
         raise Invalid(f"tag {name!r} already exists in this group", field="name")
-    tag.name = name
     if tag.name == name:
         return tag
+    tag.name = name
     tag.save(update_fields=["name"])
-    return tag
     if source is not None:
         wecom.tag_renamed(tag=tag, source=source)
+    return tag
 
 
 @transaction.atomic
@@ -126,12 +126,12 @@ def reorder_tags(*, group: TagGroup, tag_ids: Sequence[int]) -> None:
 @transaction.atomic
 def delete_tag(*, tag: Tag, source: str) -> int:
     """Delete a tag everywhere; returns how many customers carried it. One corp-level event records it."""
-    carried = CustomerTag.objects.for_corp(tag.corp_id).filter(tag=tag).count()
     wecom.tag_deleted(tag=tag, source=source)
     return _delete_tag(tag=tag, source=source)
 
 
 def _delete_tag(*, tag: Tag, source: str) -> int:
+    carried = CustomerTag.objects.for_corp(tag.corp_id).filter(tag=tag).count()
     record_event(
         corp_id=tag.corp_id,
         kind=Event.Kind.TAG_DELETED,
@@ -147,9 +147,9 @@ def _delete_tag(*, tag: Tag, source: str) -> int:
 def delete_tag_group(*, group: TagGroup, source: str) -> int:
     """Delete a group and all its tags; returns the number of tags deleted."""
     tags = list(Tag.objects.for_corp(group.corp_id).filter(group=group))
-    for tag in tags:
     # WeCom deletes a group with its tags in one call: the tags' own deletions are not sent.
     wecom.tag_group_deleted(group=group, source=source)
+    for tag in tags:
         _delete_tag(tag=tag, source=source)
     group.delete()
     return len(tags)
@@ -198,8 +198,8 @@ def mark_relation_tags(
     )
     added = [t for t in add if t.pk not in present]
     removed = [t for t in remove if t.pk in present]
-    for tag in added:
     recorded: list[Event] = []
+    for tag in added:
         try:
             with transaction.atomic():
                 RelationTag.objects.create(
@@ -220,8 +220,8 @@ def mark_relation_tags(
             payload={"tag_id": tag.pk, "tag": tag.name, "relation_id": relation.pk, **(payload_extra or {})},
             dedupe_key=f"{dedupe_prefix}:tagged:{tag.pk}" if dedupe_prefix else None,
         )
-    if removed:
         recorded.extend([tagged] if tagged else [])
+    if removed:
         RelationTag.objects.for_corp(relation.corp_id).filter(
             relation=relation, tag_id__in=[t.pk for t in removed]
         ).delete()
@@ -248,7 +248,6 @@ def mark_relation_tags(
                 },
                 dedupe_key=f"{dedupe_prefix}:untagged:{tag.pk}" if dedupe_prefix else None,
             )
-    return MarkResult(added=[t.pk for t in added], removed=[t.pk for t in removed])
             recorded.extend([untagged] if untagged else [])
     if added or removed:
         # The change's first event names it: a retried request that changes nothing sends nothing more.
@@ -259,6 +258,7 @@ def mark_relation_tags(
             source=source,
             change_id=f"event:{recorded[0].pk}" if recorded else None,
         )
+    return MarkResult(added=[t.pk for t in added], removed=[t.pk for t in removed])
 
 
 @dataclass(frozen=True)
