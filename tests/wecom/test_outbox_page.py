@@ -131,7 +131,11 @@ def test_a_write_shows_its_payload_to_admins_only_and_audited(client, world):
     assert "王总" not in closed and 'data-testid="show-payload"' in closed
     assert "王总" in opened and "wmsecretive" in opened
     [entry] = AuditLog.objects.filter(action="wecom.outbox.read_payload")
-    assert (entry.corp_id, entry.object_id, entry.user_id) == (world.corp.pk, str(row.pk), world.admin.user_id)
+    assert (entry.corp_id, entry.object_id, entry.user_id) == (
+        world.corp.pk,
+        str(row.pk),
+        world.admin.user_id,
+    )
 
 
 def test_another_corps_write_is_not_found(client, world):

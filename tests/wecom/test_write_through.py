@@ -205,6 +205,13 @@ def test_a_corp_not_connected_to_wecom_keeps_its_changes(world):
     assert not Outbox.objects.exists()
     relation.refresh_from_db()
     assert relation.remark == "长" * 30
+    # and a group cannot be created in a WeCom the corp is not connected to
+    with pytest.raises(Invalid) as error:
+        create_tag_group(
+            corp=world.corp, name="新分组", tag_names=["甲"], source=Event.Source.CONSOLE, in_wecom=True
+        )
+    assert error.value.field == "wecom"
+    assert not TagGroup.objects.for_corp(world.corp).filter(name="新分组").exists()
 
 
 def test_bulk_tagging_stores_one_mark_tag_per_relation(settings):
@@ -358,7 +365,9 @@ def test_a_tag_created_in_a_wecom_group_gets_its_wecom_id(settings):
         client = Client(headers={"Authorization": f"Bearer {key}"})
         # when a tag is created in it over the API
         response = client.post(
-            "/api/v1/tags", json.dumps({"group_id": group.pk, "name": "高意向"}), content_type="application/json"
+            "/api/v1/tags",
+            json.dumps({"group_id": group.pk, "name": "高意向"}),
+            content_type="application/json",
         )
         assert response.status_code == 201
         tag = Tag.objects.for_corp(env.corp).get(pk=response.json()["id"])

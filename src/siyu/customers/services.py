@@ -217,8 +217,8 @@ def update_relation_remark(
     """Change what a staff member noted about a customer; returns the fields that changed.
 
     A change made in Siyu (``source`` console, api or system) in a corp connected to WeCom goes to WeCom
-    (``remark``), so it must fit WeCom's limits, tighter than Siyu's columns (remark 20 characters, description
-    150, company 20).
+    (``remark``), so it must fit WeCom's limits, tighter than Siyu's columns (remark 20 characters,
+    description 150, company 20).
     """
     new: dict[str, Any] = {}
     if remark is not None:

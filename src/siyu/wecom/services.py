@@ -208,7 +208,9 @@ def _group_key(group: TagGroup) -> str:
 def tag_group_created(*, group: TagGroup, tags: Sequence[Tag], source: str) -> Outbox:
     """Create a group made in Siyu in WeCom too, with its tags (WeCom has no empty groups: ``add_corp_tag``);
     the ids WeCom gives are stored on the group and tags when the write is done."""
-    if not sends_to_wecom(corp=group.corp, source=source):
+    if source not in WRITE_THROUGH_SOURCES:
+        raise Invalid("only a group made in Siyu is created in WeCom from here", field="wecom")
+    if not group.corp.secret:
         raise Invalid("this corp is not connected to WeCom (no app secret)", field="wecom")
     if not tags:
         raise Invalid("a WeCom tag group needs at least one tag", field="tags")
