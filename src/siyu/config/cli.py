@@ -66,11 +66,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         str(workers),
         "--threads",
         os.environ.get("WEB_THREADS", "4"),
-        "--access-logfile",
-        "-" if args.access_log else "/dev/null",
         "--graceful-timeout",
         "5",
     ]
+    if args.access_log:
+        # Only when asked: gunicorn formats every access line even for /dev/null, under a lock the request
+        # threads queue on (bench/callbacks.py).
+        command += ["--access-logfile", "-"]
     os.execv(sys.executable, command)  # noqa: S606 - replaces this process with gunicorn on purpose
     return 0  # pragma: no cover
 

@@ -1,10 +1,22 @@
-"""URL map: the console at /, the REST API under /api/v1/."""
+"""URL map: the console at /, the REST API under /api/v1/, a health check at /healthz."""
 
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 
 from siyu.api.root import api
 
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Liveness for load balancers and supervisors: an empty 200 from a process that serves requests.
+
+    It touches no database on purpose: a database outage must not make every web process look dead (callbacks
+    answer 503 then, and WeCom retries).
+    """
+    return HttpResponse(b"", status=200)
+
+
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("api/v1/", api.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("customers/", include("siyu.customers.urls")),

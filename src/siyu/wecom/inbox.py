@@ -68,8 +68,8 @@ def dedupe_key(plaintext: bytes) -> str:
     return hashlib.sha1(plaintext, usedforsecurity=False).hexdigest()
 
 
-def store_message(*, corp_id: int, plaintext: bytes) -> Stored:
-    """Store a decrypted callback once; returns whether it was new. Database errors propagate (→ 5xx, retry).
+def inbox_row(plaintext: bytes) -> tuple[str, dict[str, Any]]:
+    """The dedupe key and the column values of a decrypted callback's inbox row (nothing is written).
 
     Only events are kept whole. Other messages (text and media sent to the app by members) have no handler and
     may carry chat contents, which Siyu does not keep: they are stored as ``ignored`` without their body.
@@ -108,6 +108,15 @@ def store_message(*, corp_id: int, plaintext: bytes) -> Stored:
             "event_time": message.create_time,
             "status": InboxEvent.Status.PENDING,
         }
+    return key, values
+
+
+def store_message(*, corp_id: int, plaintext: bytes) -> Stored:
+    """Store a decrypted callback once; returns whether it was new. Database errors propagate (→ 5xx, retry).
+
+    One INSERT, autocommitted: the web process's callbacks go through ``groupcommit`` instead when it is on.
+    """
+    key, values = inbox_row(plaintext)
     try:
         if connection.in_atomic_block:
             with transaction.atomic():  # a savepoint, so a duplicate does not break the caller's transaction
@@ -121,7 +130,7 @@ def store_message(*, corp_id: int, plaintext: bytes) -> Stored:
             raise
         created = False
         if values["status"] == InboxEvent.Status.PENDING:
-            _work_again(corp_id, key)
+            work_again(corp_id, key)
     return Stored(
         created=created,
         pending=values["status"] == InboxEvent.Status.PENDING,
@@ -130,7 +139,7 @@ def store_message(*, corp_id: int, plaintext: bytes) -> Stored:
     )
 
 
-def _work_again(corp_id: int, key: str) -> None:
+def work_again(corp_id: int, key: str) -> None:
     """A message identical to one on record arrived: work the stored row again, without a second row.
 
     Most such arrivals are WeCom's redeliveries, and working a row again changes nothing. But two real
