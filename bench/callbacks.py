@@ -433,6 +433,19 @@ def verify(corp_id: int, requests: list[Request], result: LoadResult) -> tuple[i
         .order_by()
     )
     once = sum(1 for key in acked if counts.get(key) == 1)
+    from django.db import connection
+
+    if connection.vendor == "postgresql" and counts:
+        with connection.cursor() as cursor:  # rows committed together share their transaction id (xmin)
+            cursor.execute(
+                f"SELECT count(*), count(DISTINCT xmin::text) FROM {InboxEvent._meta.db_table}"
+                " WHERE corp_id = %s AND dedupe_key = ANY(%s)",
+                [corp_id, list(sent)],
+            )
+            rows, transactions = cursor.fetchone() or (0, 0)
+        log(
+            f"inbox: {rows:,} rows committed in {transactions:,} transactions ({rows / transactions:.1f} a batch)"
+        )
     unacked_stored = sum(1 for key in sent - acked if key in counts)
     log(
         f"inbox: {len(acked):,} distinct callbacks acknowledged, {once:,} of them stored exactly once; "

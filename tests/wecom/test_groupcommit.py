@@ -199,6 +199,23 @@ def test_a_row_the_database_refuses_does_not_take_its_batch_down(committer):
     assert not InboxEvent.objects.filter(corp_id=gone_id).exists()
 
 
+@pytest.mark.skipif(not POSTGRES, reason="SQLite stores a NUL byte in text")
+def test_a_row_refused_inside_the_pipeline_does_not_take_its_batch_down(committer):
+    # given good events, and an authentic but unreadable message with a NUL byte, which PostgreSQL's text
+    # type cannot hold (psycopg refuses it while the batch is being sent)
+    corp, _crypto = callback_corp()
+    calls = [_store(committer, corp.pk, _event(n)) for n in range(4)] + [
+        _store(committer, corp.pk, b"bad\x00xml")
+    ]
+    # when they arrive together, in one batch
+    results = _one_batch(committer, _store(committer, corp.pk, _event(100)), calls)
+    # then the good ones are stored and acknowledged, the bad one is not, and the connection still works
+    assert [r.created for r in results[:4]] == [True] * 4
+    assert isinstance(results[4], NotStored)
+    assert committer.store(corp_id=corp.pk, plaintext=_event(101), timeout=20).created
+    assert InboxEvent.objects.for_corp(corp).count() == 6
+
+
 def test_a_failed_batch_answers_503_to_every_waiter_and_the_redeliveries_are_stored(
     client, process_committer
 ):

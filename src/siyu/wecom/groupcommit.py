@@ -187,7 +187,8 @@ class GroupCommitter:
                 # One row's statement, bound server-side and prepared once, pipelined: the batch is one round
                 # trip, and psycopg parses nothing per batch (a multi-row VALUES it would, in Python: measured
                 # at twice the CPU per row).
-                with psycopg.Cursor(connection.connection) as cursor:
+                # Django's error classes, as its own cursors raise them (a DataError here is django.db's).
+                with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
                     cursor.executemany(sql, params, returning=True)
                     while True:
                         inserted.update((int(c), str(k)) for c, k in cursor.fetchall())
