@@ -97,6 +97,8 @@ class GroupMember(CorpOwned):
         indexes = [
             models.Index(fields=["group", "left_at"], name="group_member_group_current"),
             models.Index(fields=["customer", "left_at"], name="group_member_customer"),
+            # A customer's stays by external_userid, for those recorded before the customer was known.
+            models.Index(fields=["corp", "userid"], name="group_member_userid"),
         ]
         ordering = ["joined_at", "id"]
 

@@ -259,3 +259,28 @@ def dismiss_unseen_group_chats(*, corp: Corp, sync_run_id: int, source: str) -> 
             corp=corp, chat_id=chat_id, source=source, payload_extra={"reconciled": True}
         )
     return dismissed
+
+
+@transaction.atomic
+def link_customer_stays(
+    *, customer: Customer, source: str, payload_extra: Mapping[str, Any] | None = None
+) -> int:
+    """Attach to ``customer`` the group stays recorded while Siyu did not know them yet (a join worked before
+    the customer's add), with the timeline events those stays have; returns how many were attached."""
+    stays = list(
+        GroupMember.objects.for_corp(customer.corp_id)
+        .filter(userid=customer.external_userid, type=GroupMember.Type.EXTERNAL, customer=None)
+        .select_related("group")
+    )
+    extra = dict(payload_extra or {})
+    for stay in stays:
+        stay.customer_id = customer.pk
+        stay.save(update_fields=["customer_id"])
+        _record_stay_event(
+            stay, stay.group, kind=Event.Kind.GROUP_JOINED, at=stay.joined_at, source=source, extra=extra
+        )
+        if stay.left_at is not None:
+            _record_stay_event(
+                stay, stay.group, kind=Event.Kind.GROUP_LEFT, at=stay.left_at, source=source, extra=extra
+            )
+    return len(stays)

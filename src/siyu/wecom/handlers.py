@@ -26,18 +26,21 @@ from siyu.corps.services import change_staff_userid, delete_department, upsert_d
 from siyu.customers.events import record_event
 from siyu.customers.models import Customer, Event, FollowRelation
 from siyu.groups.models import GroupChat
-from siyu.groups.services import dismiss_group_chat
+from siyu.groups.services import dismiss_group_chat, link_customer_stays
 from siyu.wecom import schemas as s
 from siyu.wecom.client import WeComClient
 from siyu.wecom.errors import InvalidExternalUserId, InvalidUserId, NoExternalContactRelation, WeComError
 from siyu.wecom.messages import CHAT_EVENT, CONTACT_EVENT, ORG_EVENT, TAG_EVENT, Message
-from siyu.wecom.mirror import STAFF_STATUS, Mirror, RelationFacts
+from siyu.wecom.mirror import STAFF_STATUS, Mirror, RelationFacts, from_timestamp
 from siyu.wecom.models import InboxEvent
 from siyu.wecom.signals import contact_added
 
 SOURCE = Event.Source.WECOM
 # del_external_contact's Source when the relation ended because an in-service transfer completed (§3.1).
 DELETE_BY_TRANSFER = "DELETE_BY_TRANSFER"
+# groupchat/get's errcode for a chat_id WeCom no longer has (the group was dismissed): WeCom's global error
+# code 40050 "chatid不存在", as the simulator answers it too.
+CHAT_NOT_FOUND = 40050
 
 
 class Ignored(Exception):
@@ -124,6 +127,24 @@ def _active_relation(corp: Corp, external_userid: str, userid: str) -> FollowRel
     )
 
 
+def _current_relation(ctx: Context, external_userid: str, follow: s.FollowUser) -> FollowRelation | None:
+    """The active relation here that is WeCom's ``follow``, or None.
+
+    One added before WeCom's ``createtime`` is an earlier relation the customer and the member ended and then
+    started again; the deletion's event has not been worked (it comes later, or was lost). That relation is
+    ended now, so the new one is added (and welcomed); the late deletion then finds the newer one and keeps
+    it. WeCom does not say who deleted: "staff", as a sync records a deletion it finds.
+    """
+    relation = _active_relation(ctx.corp, external_userid, follow.userid)
+    created = from_timestamp(follow.createtime)
+    if relation is None or created is None or relation.added_at >= created:
+        return relation
+    ctx.mirror.end_relation(
+        relation, by="staff", at=created, key=f"{external_userid}:{follow.userid}:replaced"
+    )
+    return None
+
+
 def on_contact_added(ctx: Context) -> str:
     """add_external_contact / add_half_external_contact: the customer, the relation, its remark and tags."""
     external_userid, userid = ctx.require("ExternalUserID", "UserID")
@@ -138,8 +159,13 @@ def on_contact_added(ctx: Context) -> str:
     if follow is None:
         return "relation no longer in WeCom (deleted since): nothing added"
     state = ctx.message.get("State") or follow.state
-    outcome = ctx.mirror.relation(customer, RelationFacts.from_follow_user(follow), state=state)
+    current = _current_relation(ctx, external_userid, follow)
+    outcome = ctx.mirror.relation(
+        customer, RelationFacts.from_follow_user(follow), state=state, relation=current, known=True
+    )
     if outcome.added and outcome.relation is not None:
+        # Joins worked before this add (callbacks come in any order) left stays without their customer.
+        link_customer_stays(customer=customer, source=SOURCE, payload_extra=ctx.extra)
         relation = outcome.relation
         staff = ctx.mirror.staff(userid)
         welcome_code = ctx.message.get("WelcomeCode")
@@ -169,8 +195,12 @@ def on_contact_edited(ctx: Context) -> str:
     follow = next((f for f in detail.follow_user if f.userid == userid), None)
     if follow is None:
         return "relation no longer in WeCom: left to its delete event"
-    outcome = ctx.mirror.relation(customer, RelationFacts.from_follow_user(follow))
+    current = _current_relation(ctx, external_userid, follow)
+    outcome = ctx.mirror.relation(
+        customer, RelationFacts.from_follow_user(follow), relation=current, known=True
+    )
     if outcome.added:
+        link_customer_stays(customer=customer, source=SOURCE, payload_extra=ctx.extra)
         return "relation was missing here: added"
     parts = []
     if outcome.remark_changed:
@@ -187,10 +217,20 @@ def _on_contact_ended(ctx: Context, *, by: str) -> str:
         return "no active relation here: nothing to end"
     if relation.added_at > ctx.at:
         return "the relation was added again after this deletion: kept"
+    if relation.added_at == ctx.at and _still_in_wecom(ctx, external_userid, userid, relation.added_at):
+        # Added and deleted within one second (CreateTime has whole seconds): only WeCom can tell whether the
+        # relation here is the one this event deleted or the one added again after it.
+        return "the relation was added again in the second of this deletion: kept"
     if ctx.message.get("Source") == DELETE_BY_TRANSFER:
         ctx.extra["reason"] = "transfer"
     ended = ctx.mirror.end_relation(relation, by=by, at=ctx.at, key=f"{external_userid}:{userid}:ended")
     return "relation ended" if ended else "relation already ended"
+
+
+def _still_in_wecom(ctx: Context, external_userid: str, userid: str, added_at: dt.datetime) -> bool:
+    detail = _customer_detail(ctx, external_userid)
+    follow = next((f for f in detail.follow_user if f.userid == userid), None) if detail else None
+    return follow is not None and from_timestamp(follow.createtime) == added_at
 
 
 def on_contact_deleted_by_staff(ctx: Context) -> str:
@@ -277,7 +317,13 @@ def on_chat_changed(ctx: Context) -> str:
         and group.member_version == current_version
     ):
         return "member list already at this version"
-    chat = ctx.client.groupchat_get(chat_id)
+    try:
+        chat = ctx.client.groupchat_get(chat_id)
+    except WeComError as exc:
+        if exc.errcode != CHAT_NOT_FOUND:
+            raise
+        # Dismissed since: retrying cannot read it, and waiting would hold the dismiss event queued behind.
+        return "group no longer in WeCom: left to its dismiss event"
     quit_scene = ctx.message.get_int("QuitScene") if detail == "del_member" else None
     change = ctx.mirror.group_chat(chat, at=ctx.at, quit_scene=quit_scene)
     verb = "created" if change.created else "updated"

@@ -13,8 +13,8 @@ limiter) reschedules the row for when the quota returns without counting a try. 
 the gateway's own retries, 45033, network failures, configuration errors an administrator may fix) are
 retried with backoff up to ``WECOM_OUTBOX_MAX_ATTEMPTS`` tries; then, or at once for a request WeCom refuses
 (unknown userid, expired welcome code…), the row is ``failed`` with the reason. A write that is not
-idempotent and may have reached WeCom before the connection broke is failed with "outcome unknown" rather
-than sent twice.
+idempotent and may have reached WeCom before the connection broke, or before the worker sending it died, is
+failed with "outcome unknown" rather than sent twice.
 
 Logs name the row, the API and the errcode, never the payload (it holds message texts).
 """
@@ -287,6 +287,17 @@ def send_claimed(pk: int, lease: datetime) -> str:
         return "lost"
     if spec is None:
         return _record(mine, row, status=Outbox.Status.FAILED, reason=f"{row.api} is not a WeCom write API")
+    if not spec.idempotent:
+        # ``sent_at`` on a row still being sent says a send began and its outcome was never recorded: the
+        # worker died mid-call or its lease ran out. WeCom may have the write: sending again could double it.
+        if row.sent_at is not None:
+            return _record(
+                mine,
+                row,
+                status=Outbox.Status.FAILED,
+                reason="outcome unknown, check in WeCom before sending again (the worker sending it stopped)",
+            )
+        mine.update(sent_at=now())
     max_wait = DEFAULT_MAX_WAIT[Priority.WELCOME] if priority >= Priority.WELCOME else SEND_MAX_WAIT
     client = WeComClient(Gateway(row.corp, priority=priority, max_wait=max_wait))
     try:
@@ -300,6 +311,7 @@ def send_claimed(pk: int, lease: datetime) -> str:
             claimed_until=None,
             last_error=reason,
             errcode=errcode,
+            sent_at=None,
         )
         log.info("outbox %d %s throttled until %s", pk, row.api, retry_at.isoformat())
         return "throttled" if updated else "lost"
@@ -351,6 +363,7 @@ def _fail_or_retry(
         claimed_until=None,
         last_error=reason,
         errcode=errcode,
+        sent_at=None,
     )
     log.warning(
         "outbox %d %s failed (try %d), retrying at %s", row.pk, row.api, attempts, next_at.isoformat()
