@@ -12,6 +12,7 @@ from typing import Any
 from django.db import NotSupportedError, transaction
 from django.db.models import F, Func, JSONField, Max
 
+from siyu.core.bulk import insert_rows, update_rows
 from siyu.core.clock import now
 from siyu.core.errors import Invalid, NotFound
 from siyu.corps.access import Actor
@@ -530,7 +531,42 @@ class RelationImport:
     added_at: dt.datetime | None = None
 
 
-@transaction.atomic
+@dataclass(frozen=True)
+class ImportedRelation:
+    """A relation ``import_relations`` created: its ids, and who it joins."""
+
+    pk: int
+    corp_id: int
+    customer_id: int
+    staff_id: int
+    external_userid: str
+    userid: str
+
+
+def _search_text(name: str, external_userid: str, remarks: Iterable[tuple[str, str, Sequence[str]]]) -> str:
+    """``build_search_text`` from plain values: (remark, remark_corp_name, remark_mobiles) per relation."""
+    parts = [name, external_userid]
+    for remark, remark_corp_name, mobiles in remarks:
+        parts.extend([remark, remark_corp_name, *mobiles])
+    return " ".join(p for p in parts if p).lower()
+
+
+GENDERS = frozenset(Customer.Gender.values)
+TYPES = frozenset(Customer.Type.values)
+CUSTOMER_COLUMNS = (
+    "corp", "external_userid", "unionid", "name", "avatar", "gender", "type", "corp_name", "corp_full_name",
+    "custom_fields", "last_added_at", "search_text", "created_at", "updated_at",
+)  # fmt: skip
+RELATION_COLUMNS = (
+    "corp", "customer", "staff", "remark", "description", "remark_corp_name", "remark_mobiles", "add_way",
+    "state", "oper_userid", "added_at", "status",
+)  # fmt: skip
+EVENT_COLUMNS = (
+    "corp", "customer", "staff", "kind", "occurred_at", "source", "payload", "dedupe_key", "recorded_at",
+)  # fmt: skip
+
+
+@transaction.atomic(savepoint=False)  # set-based: all or nothing with the caller's transaction
 def import_relations(
     *,
     corp: Corp,
@@ -538,126 +574,180 @@ def import_relations(
     source: str,
     dedupe_prefix: str,
     payload_extra: Mapping[str, Any] | None = None,
-) -> dict[tuple[str, str], FollowRelation]:
+    customer_ids: Mapping[str, int] | None = None,
+) -> list[ImportedRelation]:
     """Add, set-based, the relations of ``items`` that are not active yet, creating missing customers.
 
-    The effects and ``added`` events are those of ``upsert_customer`` + ``add_follow_relation`` one at a time
-    (a sync's first import of a corp is thousands of them); the profile of a customer who already exists is
-    left as it is. Returns the relations created, by (external_userid, staff userid).
+    The effects and ``added`` events (keyed ``<dedupe_prefix>:<external_userid>:<userid>:added``) are those of
+    ``upsert_customer`` + ``add_follow_relation`` one at a time (a sync's first import of a corp is a hundred
+    thousand of them); the profile of a customer who already exists is left as it is. Rows are written in a
+    few multi-row statements (``core.bulk``), and a row a concurrent writer added first (a callback) is
+    skipped, not doubled. ``customer_ids`` are the ids of the items' customers the caller has just read in
+    this transaction (external_userid → id; the rest are looked up). Returns the relations created.
     """
     if not items:
-        return {}
+        return []
     for item in items:
         if not item.external_userid or len(item.external_userid) > 64:
             raise Invalid("external_userid is required (at most 64 characters)", field="external_userid")
         if item.staff.corp_id != corp.pk:
             raise Invalid("staff member belongs to another corp", field="staff")
     moment = now()
-    external_ids = {i.external_userid for i in items}
-    existing = {
-        c.external_userid: c for c in Customer.objects.for_corp(corp).filter(external_userid__in=external_ids)
-    }
     by_customer: dict[str, dict[int, RelationImport]] = {}
     for item in items:
         by_customer.setdefault(item.external_userid, {}).setdefault(item.staff.pk, item)
-    fresh = []
-    for external_userid, relation_items in by_customer.items():
-        if external_userid in existing:
-            continue
+    mobiles = {id(i): _clean_mobiles(i.remark_mobiles) for i in items}
+    customers = {e: pk for e, pk in (customer_ids or {}).items() if e in by_customer}
+    if customer_ids is None:
+        customers.update(
+            Customer.objects.for_corp(corp)
+            .filter(external_userid__in=list(by_customer))
+            .values_list("external_userid", "pk")
+        )
+    existing = set(customers)
+    fresh = [e for e in by_customer if e not in customers]
+    rows: list[tuple[Any, ...]] = []
+    for external_userid in fresh:
+        relation_items = by_customer[external_userid]
         first = next(iter(relation_items.values()))
-        customer = Customer(
-            corp=corp,
-            external_userid=external_userid,
-            name=first.name[:64],
-            unionid=first.unionid,
-            avatar=first.avatar,
-            gender=first.gender if first.gender in Customer.Gender.values else Customer.Gender.UNKNOWN,
-            type=first.type if first.type in Customer.Type.values else Customer.Type.WECHAT,
-            corp_name=first.corp_name,
-            corp_full_name=first.corp_full_name,
-            last_added_at=max(i.added_at or moment for i in relation_items.values()),
-            created_at=moment,
-            updated_at=moment,
+        name = first.name[:64]
+        rows.append(
+            (
+                corp.pk,
+                external_userid,
+                first.unionid,
+                name,
+                first.avatar,
+                first.gender if first.gender in GENDERS else Customer.Gender.UNKNOWN.value,
+                first.type if first.type in TYPES else Customer.Type.WECHAT.value,
+                first.corp_name,
+                first.corp_full_name,
+                {},
+                max(i.added_at or moment for i in relation_items.values()),
+                # The list's search text, from the relations about to be created (as add_follow_relation
+                # would leave it after the last of them).
+                _search_text(
+                    name,
+                    external_userid,
+                    (
+                        (i.remark[:64], i.remark_corp_name[:64], mobiles[id(i)])
+                        for i in relation_items.values()
+                    ),
+                ),
+                moment,
+                moment,
+            )
         )
-        # The list's denormalised search text, from the relations about to be created (as add_follow_relation
-        # would leave it after the last of them).
-        customer.search_text = build_search_text(
-            customer,
-            [
-                FollowRelation(
-                    remark=i.remark[:64],
-                    remark_corp_name=i.remark_corp_name[:64],
-                    remark_mobiles=list(i.remark_mobiles),
-                )
-                for i in relation_items.values()
-            ],
+    customers.update(
+        (external_userid, pk)
+        for pk, external_userid in insert_rows(
+            Customer, CUSTOMER_COLUMNS, rows, returning=("id", "external_userid")
         )
-        fresh.append(customer)
-    Customer.objects.bulk_create(fresh, ignore_conflicts=True)  # a callback may create one meanwhile
-    customers = {
-        c.external_userid: c for c in Customer.objects.for_corp(corp).filter(external_userid__in=external_ids)
-    }
-    active = set(
-        FollowRelation.objects.for_corp(corp)
-        .filter(customer__in=customers.values(), status=FollowRelation.Status.ACTIVE)
-        .values_list("customer_id", "staff_id")
+    )
+    if len(customers) < len(by_customer):  # a callback created some meanwhile: theirs stand
+        raced = [e for e in by_customer if e not in customers]
+        existing.update(raced)
+        customers.update(
+            Customer.objects.for_corp(corp)
+            .filter(external_userid__in=raced)
+            .values_list("external_userid", "pk")
+        )
+    active = (
+        set(
+            FollowRelation.objects.for_corp(corp)
+            .filter(customer_id__in=[customers[e] for e in existing], status=FollowRelation.Status.ACTIVE)
+            .values_list("customer_id", "staff_id")
+        )
+        if existing
+        else set()
     )
     wanted: dict[tuple[int, int], RelationImport] = {}
     for external_userid, relation_items in by_customer.items():
         for staff_id, item in relation_items.items():
-            pair = (customers[external_userid].pk, staff_id)
+            pair = (customers[external_userid], staff_id)
             if pair not in active:
                 wanted[pair] = item
-    FollowRelation.objects.bulk_create(
-        [
-            FollowRelation(
-                corp=corp,
-                customer_id=customer_id,
-                staff_id=staff_id,
-                remark=i.remark[:64],
-                description=i.description[:256],
-                remark_mobiles=_clean_mobiles(i.remark_mobiles),
-                remark_corp_name=i.remark_corp_name[:64],
-                add_way=i.add_way,
-                state=i.state[:30],
-                oper_userid=i.oper_userid,
-                added_at=i.added_at or moment,
+    inserted = insert_rows(
+        FollowRelation,
+        RELATION_COLUMNS,
+        (
+            (
+                corp.pk,
+                customer_id,
+                staff_id,
+                i.remark[:64],
+                i.description[:256],
+                i.remark_corp_name[:64],
+                mobiles[id(i)],
+                i.add_way,
+                i.state[:30],
+                i.oper_userid,
+                i.added_at or moment,
+                FollowRelation.Status.ACTIVE.value,
             )
             for (customer_id, staff_id), i in wanted.items()
-        ],
-        ignore_conflicts=True,  # the one-active-relation constraint: a concurrent add wins, nothing doubles
+        ),
+        # The one-active-relation constraint: a concurrent add wins, nothing doubles.
+        returning=("id", "customer_id", "staff_id"),
     )
-    created = [
-        r
-        for r in FollowRelation.objects.for_corp(corp)
-        .filter(customer__in=customers.values(), status=FollowRelation.Status.ACTIVE)
-        .select_related("customer", "staff")
-        if (r.customer_id, r.staff_id) in wanted
-    ]
+    created = []
     extra = dict(payload_extra or {})
-    Event.objects.bulk_create(
-        [
-            Event(
-                corp=corp,
-                customer_id=r.customer_id,
-                staff_id=r.staff_id,
-                kind=Event.Kind.ADDED,
-                source=source,
-                occurred_at=r.added_at,
-                recorded_at=moment,
-                payload={"add_way": r.add_way, "state": r.state, "relation_id": r.pk, **extra},
-                dedupe_key=f"{dedupe_prefix}:{r.customer.external_userid}:{r.staff.userid}:added"[:200],
+    events = []
+    for pk, customer_id, staff_id in sorted(inserted):
+        item = wanted[(customer_id, staff_id)]
+        created.append(
+            ImportedRelation(
+                pk=pk,
+                corp_id=corp.pk,
+                customer_id=customer_id,
+                staff_id=staff_id,
+                external_userid=item.external_userid,
+                userid=item.staff.userid,
             )
-            for r in created
-        ],
-        ignore_conflicts=True,
-    )
-    # Customers who were already here gain relations: their list columns follow, one customer at a time (an
-    # import brings few of them; most of a first sync's customers are new).
-    for external_userid in {r.customer.external_userid for r in created} & set(existing):
-        customer = customers[external_userid]
-        newest = max(r.added_at for r in created if r.customer_id == customer.pk)
-        if newest > customer.last_added_at:
-            Customer.objects.filter(pk=customer.pk).update(last_added_at=newest)
-        refresh_search_text(customer)
-    return {(r.customer.external_userid, r.staff.userid): r for r in created}
+        )
+        events.append(
+            (
+                corp.pk,
+                customer_id,
+                staff_id,
+                Event.Kind.ADDED.value,
+                item.added_at or moment,
+                source,
+                {"add_way": item.add_way, "state": item.state[:30], "relation_id": pk, **extra},
+                f"{dedupe_prefix}:{item.external_userid}:{item.staff.userid}:added"[:200],
+                moment,
+            )
+        )
+    insert_rows(Event, EVENT_COLUMNS, events)
+    _refresh_list_columns(corp, [r for r in created if r.external_userid in existing])
+    return created
+
+
+def _refresh_list_columns(corp: Corp, created: Sequence[ImportedRelation]) -> None:
+    """Customers who were already here and gained relations: ``last_added_at`` and ``search_text`` follow,
+    as ``add_follow_relation`` leaves them (the newest add; the newest new one if they had no relation)."""
+    if not created:
+        return
+    customer_ids = {r.customer_id for r in created}
+    new = {r.pk for r in created}
+    relations: dict[int, list[tuple[str, str, list[str], dt.datetime, int]]] = {}
+    for customer_id, *values in (
+        FollowRelation.objects.for_corp(corp)
+        .filter(customer_id__in=customer_ids)
+        .order_by("id")
+        .values_list("customer_id", "remark", "remark_corp_name", "remark_mobiles", "added_at", "id")
+    ):
+        relations.setdefault(customer_id, []).append(tuple(values))
+    changed = []
+    for pk, name, external_userid, last_added_at, search_text in (
+        Customer.objects.for_corp(corp)
+        .filter(pk__in=customer_ids)
+        .values_list("pk", "name", "external_userid", "last_added_at", "search_text")
+    ):
+        rows = relations.get(pk, [])
+        text = _search_text(name, external_userid, ((r[0], r[1], r[2]) for r in rows))
+        newest = max(r[3] for r in rows if r[4] in new)
+        last = newest if all(r[4] in new for r in rows) else max(newest, last_added_at)
+        if text != search_text or last != last_added_at:
+            changed.append((pk, text, last))
+    update_rows(Customer, ["search_text", "last_added_at"], changed)

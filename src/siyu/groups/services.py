@@ -63,6 +63,20 @@ class GroupChatChange:
     left: list[str]
 
 
+def _stay_payload(
+    member: GroupMember, group: GroupChat, *, kind: str, extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "chat_id": group.chat_id,
+        "group": group.name,
+        "group_id": group.pk,
+        "stay_id": member.pk,
+        **({"join_scene": member.join_scene} if kind == Event.Kind.GROUP_JOINED else {}),
+        **({"quit_scene": member.quit_scene} if kind == Event.Kind.GROUP_LEFT else {}),
+        **extra,
+    }
+
+
 def _record_stay_event(
     member: GroupMember,
     group: GroupChat,
@@ -80,15 +94,7 @@ def _record_stay_event(
         kind=kind,
         source=source,
         occurred_at=at,
-        payload={
-            "chat_id": group.chat_id,
-            "group": group.name,
-            "group_id": group.pk,
-            "stay_id": member.pk,
-            **({"join_scene": member.join_scene} if kind == Event.Kind.GROUP_JOINED else {}),
-            **({"quit_scene": member.quit_scene} if kind == Event.Kind.GROUP_LEFT else {}),
-            **extra,
-        },
+        payload=_stay_payload(member, group, kind=kind, extra=extra),
         dedupe_key=f"{kind}:stay:{member.pk}",
     )
 
@@ -156,6 +162,7 @@ def apply_group_chat(
     staff = dict(Staff.objects.for_corp(corp).filter(userid__in=staff_ids).values_list("userid", "pk"))
 
     joined: list[str] = []
+    new_stays: list[GroupMember] = []
     for userid, member_info in listed.items():
         stay = current.get(userid)
         customer_id = customers.get(userid) if member_info.type == GroupMember.Type.EXTERNAL else None
@@ -173,24 +180,42 @@ def apply_group_chat(
                     setattr(stay, k, refreshed[k])
                 stay.save(update_fields=dirty)
             continue
-        stay = GroupMember.objects.create(
-            corp=corp,
-            group=group,
-            userid=userid,
-            type=member_info.type,
-            staff_id=staff_id,
-            customer_id=customer_id,
-            unionid=member_info.unionid,
-            name=member_info.name[:64],
-            group_nickname=member_info.group_nickname[:64],
-            invitor_userid=member_info.invitor_userid,
-            join_scene=member_info.join_scene,
-            joined_at=member_info.join_time or at,
+        new_stays.append(
+            GroupMember(
+                corp=corp,
+                group=group,
+                userid=userid,
+                type=member_info.type,
+                staff_id=staff_id,
+                customer_id=customer_id,
+                unionid=member_info.unionid,
+                name=member_info.name[:64],
+                group_nickname=member_info.group_nickname[:64],
+                invitor_userid=member_info.invitor_userid,
+                join_scene=member_info.join_scene,
+                joined_at=member_info.join_time or at,
+            )
         )
         joined.append(userid)
-        _record_stay_event(
-            stay, group, kind=Event.Kind.GROUP_JOINED, at=stay.joined_at, source=source, extra=extra
-        )
+    # The joins in two statements (a sync's first pass adds every member of every group), with the events
+    # record_event would append one by one; the keys name new stays, so none can be on record yet.
+    GroupMember.objects.bulk_create(new_stays)
+    Event.objects.bulk_create(
+        [
+            Event(
+                corp_id=group.corp_id,
+                customer_id=stay.customer_id,
+                kind=Event.Kind.GROUP_JOINED,
+                source=source,
+                occurred_at=stay.joined_at,
+                payload=_stay_payload(stay, group, kind=Event.Kind.GROUP_JOINED, extra=extra),
+                dedupe_key=f"{Event.Kind.GROUP_JOINED}:stay:{stay.pk}",
+            )
+            for stay in new_stays
+            if stay.customer_id is not None  # not a customer of the corp: no timeline
+        ],
+        ignore_conflicts=True,
+    )
 
     left: list[str] = []
     for userid, stay in current.items():

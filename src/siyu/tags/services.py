@@ -10,11 +10,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from siyu.core.bulk import insert_rows
 from siyu.core.clock import now
 from siyu.core.errors import ErrorCode, Invalid, NotFound
 from siyu.corps.access import Actor
@@ -429,64 +430,80 @@ def link_tag(*, tag: Tag, wecom_tag_id: str) -> Tag:
     return tag
 
 
+class RelationRef(Protocol):
+    """What ``add_relation_tags`` needs of a relation (a ``FollowRelation``, or what an import returned)."""
+
+    @property
+    def pk(self) -> int: ...
+    @property
+    def corp_id(self) -> int: ...
+    @property
+    def customer_id(self) -> int: ...
+    @property
+    def staff_id(self) -> int: ...
+
+
+RELATION_TAG_COLUMNS = ("corp", "relation", "tag", "customer", "created_at")
+CUSTOMER_TAG_COLUMNS = ("corp", "customer", "tag")
+EVENT_COLUMNS = (
+    "corp", "customer", "staff", "kind", "occurred_at", "source", "payload", "dedupe_key", "recorded_at",
+)  # fmt: skip
+
+
 def add_relation_tags(
     *,
-    pairs: Sequence[tuple[FollowRelation, Tag]],
+    pairs: Sequence[tuple[RelationRef, Tag]],
     source: str,
     dedupe_prefixes: Mapping[int, str] | None = None,
     payload_extra: Mapping[str, Any] | None = None,
 ) -> int:
     """Set-based tagging of many relations: the add half of ``mark_relation_tags``, with the same effects and
     ``tagged`` events (keyed ``<prefix>:tagged:<tag>`` when ``dedupe_prefixes`` names the relation's prefix).
-    Returns how many tags were added."""
+    A tag already on its relation is skipped, by the unique constraint, so a concurrent tagging never doubles
+    an event. Returns how many tags were added."""
     if not pairs:
         return 0
     corp_id = pairs[0][0].corp_id
     for relation, tag in pairs:
         if relation.corp_id != corp_id or tag.corp_id != corp_id:
             raise NotFound(f"unknown tag id: {tag.pk}", code=ErrorCode.UNKNOWN_TAG)
-    with transaction.atomic():
-        present = set(
-            RelationTag.objects.for_corp(corp_id)
-            .filter(relation_id__in={r.pk for r, _t in pairs}, tag_id__in={t.pk for _r, t in pairs})
-            .values_list("relation_id", "tag_id")
+    wanted = {(r.pk, t.pk): (r, t) for r, t in pairs}
+    moment = now()
+    with transaction.atomic(savepoint=False):  # all or nothing with the caller's transaction
+        added = insert_rows(
+            RelationTag,
+            RELATION_TAG_COLUMNS,
+            ((corp_id, r.pk, t.pk, r.customer_id, moment) for r, t in wanted.values()),
+            returning=("relation_id", "tag_id"),
         )
-        to_add = list({(r.pk, t.pk): (r, t) for r, t in pairs if (r.pk, t.pk) not in present}.values())
-        if not to_add:
+        if not added:
             return 0
-        moment = now()
-        RelationTag.objects.bulk_create(
-            [
-                RelationTag(corp_id=corp_id, relation=r, tag=t, customer_id=r.customer_id, created_at=moment)
-                for r, t in to_add
-            ],
-            ignore_conflicts=True,
-        )
-        CustomerTag.objects.bulk_create(
-            [CustomerTag(corp_id=corp_id, customer_id=r.customer_id, tag=t) for r, t in to_add],
-            ignore_conflicts=True,
+        to_add = [wanted[(relation_id, tag_id)] for relation_id, tag_id in sorted(added)]
+        insert_rows(
+            CustomerTag,
+            CUSTOMER_TAG_COLUMNS,
+            dict.fromkeys((corp_id, r.customer_id, t.pk) for r, t in to_add),
         )
         prefixes = dedupe_prefixes or {}
         extra = dict(payload_extra or {})
-        Event.objects.bulk_create(
-            [
-                Event(
-                    corp_id=corp_id,
-                    customer_id=r.customer_id,
-                    staff_id=r.staff_id,
-                    kind=Event.Kind.TAGGED,
-                    source=source,
-                    occurred_at=moment,
-                    recorded_at=moment,
-                    payload={"tag_id": t.pk, "tag": t.name, "relation_id": r.pk, **extra},
-                    dedupe_key=(
-                        f"{prefixes[r.pk]}:tagged:{t.pk}"
-                        if r.pk in prefixes
-                        else f"tagged:{uuid.uuid4().hex}"
-                    )[:200],
+        insert_rows(
+            Event,
+            EVENT_COLUMNS,
+            (
+                (
+                    corp_id,
+                    r.customer_id,
+                    r.staff_id,
+                    Event.Kind.TAGGED.value,
+                    moment,
+                    source,
+                    {"tag_id": t.pk, "tag": t.name, "relation_id": r.pk, **extra},
+                    (f"{prefixes[r.pk]}:tagged:{t.pk}" if r.pk in prefixes else f"tagged:{uuid.uuid4().hex}")[
+                        :200
+                    ],
+                    moment,
                 )
                 for r, t in to_add
-            ],
-            ignore_conflicts=True,
+            ),
         )
     return len(to_add)

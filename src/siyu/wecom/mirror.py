@@ -118,6 +118,18 @@ class RelationFacts:
         )
 
 
+@dataclass(frozen=True)
+class KnownRelation:
+    """An active relation as Siyu has it, in plain values: what a sync compares with WeCom's answer."""
+
+    pk: int
+    remark: str
+    description: str
+    remark_corp_name: str
+    remark_mobiles: tuple[str, ...]
+    tag_ids: frozenset[str]  # the WeCom ids of its corp tags (Siyu-only tags are not WeCom's business)
+
+
 @dataclass
 class RelationOutcome:
     """What mirroring one relation changed."""
@@ -399,6 +411,21 @@ class Mirror:
                 self.repairs["remarks_changed"] += 1
         self._relation_tags(relation, facts.tag_ids, key, outcome, {} if outcome.added else present_tags)
         return outcome
+
+    def current_facts(self, external_userid: str, facts: RelationFacts) -> RelationFacts:
+        """WeCom's answer for a relation with Siyu's writes still on their way to WeCom applied."""
+        return self._with_pending_writes(external_userid, facts)
+
+    def relation_matches(self, known: KnownRelation, facts: RelationFacts) -> bool:
+        """Whether ``relation`` would leave ``known`` as it is: same remark columns, same corp tags."""
+        if (
+            known.remark != facts.remark[:64]
+            or known.description != facts.description[:256]
+            or known.remark_corp_name != facts.remark_corp_name[:64]
+            or list(known.remark_mobiles) != clean_mobiles(facts.remark_mobiles)
+        ):
+            return False
+        return set(self.tags_by_wecom_id(facts.tag_ids)) == known.tag_ids
 
     def prefetch_pending_writes(self, external_userids: Iterable[str]) -> None:
         """Look up the writes still on their way to WeCom for these customers' relations, in one query."""

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, connections, transaction
 from django_tasks import task
 
 from siyu.core.clock import now
@@ -31,13 +33,21 @@ from siyu.core.errors import Conflict, Invalid
 from siyu.corps.models import Corp, Department, Staff
 from siyu.corps.services import audit, delete_department, upsert_staff
 from siyu.customers.models import Customer, Event, FollowRelation
-from siyu.customers.services import RelationImport, import_relations
+from siyu.customers.services import (
+    GENDERS,
+    PROFILE_FIELDS,
+    TYPES,
+    ImportedRelation,
+    RelationImport,
+    import_relations,
+)
+from siyu.groups.models import GroupChat, GroupMember
 from siyu.groups.services import dismiss_unseen_group_chats
 from siyu.tags.models import RelationTag, Tag
 from siyu.tags.services import add_relation_tags
 from siyu.wecom import schemas as s
 from siyu.wecom.errors import ConfigurationError, TooManyItems
-from siyu.wecom.mirror import Mirror, RelationFacts, clean_mobiles, from_timestamp
+from siyu.wecom.mirror import KnownRelation, Mirror, RelationFacts, clean_mobiles, from_timestamp
 from siyu.wecom.models import SyncRun
 
 if TYPE_CHECKING:
@@ -54,6 +64,25 @@ STAGES: dict[str, tuple[str, ...]] = {
 WEIGHTS = {"departments": 2, "staff": 6, "tags": 2, "customers": 75, "groups": 15}
 USERIDS_PER_BATCH = 100  # batch/get_by_user: userid_list ≤ 100 (wecom-api.md §4.1, §6)
 RELATIONS_PER_PAGE = 100  # batch/get_by_user: limit ≤ 100
+# Units of work per transaction, each still a step of the budget: a transaction costs a dozen round trips to
+# the database whatever it writes, so a few pages (~500 relations, ~4,500 rows on a first sync) share one,
+# yet it holds its locks for well under a second. Members' lists and groups likewise.
+PAGES_PER_TRANSACTION = 5
+MEMBERS_PER_TRANSACTION = 10
+GROUPS_PER_TRANSACTION = 10
+# A first sync grows the tables it then reads by key (customers by external_userid, relations by customer,
+# tags by relation, group members by group) from nothing to 100,000s of rows in a minute, faster than
+# autovacuum's analyze follows (it wakes once a minute, if it is on at all). Planned on statistics of a far
+# smaller table, a lookup scans the corp's whole index instead of the unique one: measured 140 ms instead of
+# under 1 ms at 100,000 customers. So the sync analyses such a table itself once it has changed by as many
+# rows as it had at its last analysis (doubling: a handful of analyses from 5,000 rows to millions), checking
+# at most every few seconds (one read of pg_stat_user_tables).
+ANALYZED_MODELS = (Customer, FollowRelation, RelationTag, GroupMember, GroupChat)
+ANALYZE_MIN_CHANGES = 5000
+STATISTICS_CHECK_SECONDS = 5.0
+# WeCom answers fetched ahead of the ones being written: enough for the next transaction, and a bound on
+# what waits in memory (ten pages of 100 relations, ten members' lists, ten groups).
+READ_AHEAD = 10
 GROUPS_PER_PAGE = 1000  # groupchat/list: limit 1..1000 (§4.7)
 OWNERS_PER_FILTER = 100  # groupchat/list: owner_filter.userid_list ≤ 100
 # A relation added less than this before a member's customer list was read may not be in that list yet (clocks
@@ -63,6 +92,7 @@ DELETION_GRACE = dt.timedelta(seconds=60)
 RETRY_BASE = dt.timedelta(seconds=30)
 
 ClientFactory = Callable[[Corp], "WeComClient"]
+T = TypeVar("T")
 
 
 def _knob(name: str) -> Any:
@@ -170,6 +200,7 @@ class Runner:
     max_steps: int | None
     steps: int = 0
     reconciled: bool = False
+    statistics_due: float = 0.0
 
     @property
     def corp(self) -> Corp:
@@ -196,9 +227,17 @@ class Runner:
         if not updated:  # another worker took the run over (our lease had ended): our work must not commit
             raise RuntimeError("sync run taken over by another worker")
 
-    def step(self) -> None:
-        """One unit of work is committed; stop when the budget is spent."""
-        self.steps += 1
+    def batch(self, size: int) -> int:
+        """How many units of work (pages, members' lists, groups) the next transaction may take: ``size``,
+        or fewer if the step budget ends sooner."""
+        return size if self.max_steps is None else max(1, min(size, self.max_steps - self.steps))
+
+    def step(self, done: int = 1) -> None:
+        """Units of work are committed; stop when the budget is spent."""
+        self.steps += done
+        if time.monotonic() >= self.statistics_due:
+            self.statistics_due = time.monotonic() + STATISTICS_CHECK_SECONDS
+            _keep_statistics()
         if (self.max_steps is not None and self.steps >= self.max_steps) or time.monotonic() > self.deadline:
             raise _Stop
 
@@ -418,57 +457,218 @@ def sync_tags(runner: Runner) -> None:
         runner.save()
 
 
+class _Answers(Generic[T]):
+    """WeCom's answers from ``produce()`` (one call each), fetched ahead on a thread while the caller writes
+    the previous ones: the next call is under way (HTTP, the gateway's limiter) during a write, and what
+    waits is bounded (``READ_AHEAD``), so memory holds a few pages whatever the corp's size.
+
+    The thread has its own database connection (the limiter and tokens use it), which sees only what is
+    committed; so it is used on PostgreSQL outside a transaction only. Elsewhere (SQLite, whose writer lock
+    the thread would wait for anyway; a caller's transaction, as in tests) the answers are fetched in line,
+    in the same order. ``take(n)`` returns up to ``n`` answers: at least one (blocking) and, after it, those
+    already fetched — so a transaction writes what is ready. A failure reaches the caller after the answers
+    before it.
+    """
+
+    def __init__(self, produce: Callable[[], Iterator[T]]) -> None:
+        self._failure: BaseException | None = None
+        self._done = False
+        self._threaded = connection.vendor == "postgresql" and not connection.in_atomic_block
+        self._inline: Iterator[T] | None = None
+        self._thread: threading.Thread | None = None
+        self._ready: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=READ_AHEAD)
+        self._stop = threading.Event()
+        if self._threaded:
+            self._thread = threading.Thread(
+                target=self._work, args=(produce,), name="siyu-sync-read-ahead", daemon=True
+            )
+            self._thread.start()
+        else:
+            self._inline = produce()
+
+    def _offer(self, item: tuple[bool, Any]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self, produce: Callable[[], Iterator[T]]) -> None:
+        try:
+            for item in produce():
+                if not self._offer((True, item)):
+                    return
+            self._offer((False, None))
+        except BaseException as exc:  # handed over, raised by take() where the answer was due
+            self._offer((False, exc))
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    def _next(self, block: bool) -> tuple[bool, T | None]:
+        """(True, answer); (False, None) at the end, or when not ``block``ing and nothing is ready."""
+        if self._inline is not None:
+            try:
+                return True, next(self._inline)
+            except StopIteration:
+                self._done = True
+                return False, None
+            except Exception as exc:
+                self._done, self._failure = True, exc
+                return False, None
+        try:
+            more, item = self._ready.get(block=block)
+        except queue.Empty:
+            return False, None
+        if not more:
+            self._done, self._failure = True, item
+            return False, None
+        return True, item
+
+    def take(self, n: int) -> list[T]:
+        """Up to ``n`` answers (at least one unless there are no more); raises a failure once they are out."""
+        answers: list[T] = []
+        while len(answers) < n and not self._done:
+            more, item = self._next(block=not answers)
+            if not more:
+                break
+            answers.append(item)  # type: ignore[arg-type]  # an answer, not the end marker
+        if not answers and self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        return answers
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self) -> _Answers[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _keep_statistics() -> None:
+    """Analyse the tables a sync grows whose statistics are far behind (see ``ANALYZED_MODELS``)."""
+    if connection.vendor != "postgresql":
+        return  # SQLite plans these lookups on the unique indexes without statistics
+    tables = [model._meta.db_table for model in ANALYZED_MODELS]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, n_live_tup, n_mod_since_analyze FROM pg_stat_user_tables "
+            "WHERE relname = ANY(%s)",
+            [tables],
+        )
+        stale = [
+            name
+            for name, live, changed in cursor.fetchall()
+            if changed >= max(ANALYZE_MIN_CHANGES, live - changed)
+        ]
+        for name in stale:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(name)}")
+    if stale:
+        logger.info("sync: analysed %s", ", ".join(stale))
+
+
 def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _apply_relations_page(runner: Runner, relations: Iterable[s.CustomerRelation]) -> None:
-    """Mirror one ``batch/get_by_user`` page in a few queries.
+    """Mirror one ``batch/get_by_user`` page in a few queries, whatever it holds.
 
-    Relations new to Siyu are imported set-based (customers, relations, ``added`` and ``tagged`` events);
-    known ones are compared and, where they differ, updated one by one.
+    Three reads find what Siyu has (customers' profiles, their active relations, those relations' WeCom tags,
+    as plain values); relations new to Siyu are imported set-based (customers, relations, ``added`` and
+    ``tagged`` events in a few multi-row statements). Known relations are compared with WeCom's answer in
+    memory, and only those that differ go through the one-at-a-time services (remark, tags), as do customers
+    whose profile changed.
     """
     mirror = runner.mirror
+    corp = runner.corp
     entries = list(relations)
     external_ids = {e.external_contact.external_userid for e in entries}
     mirror.prefetch_pending_writes(external_ids)
-    customers = {
-        c.external_userid: c
-        for c in Customer.objects.for_corp(runner.corp).filter(external_userid__in=external_ids)
-    }
-    active = {
-        (r.customer_id, r.staff.userid): r
-        for r in FollowRelation.objects.for_corp(runner.corp)
-        .filter(customer_id__in=[c.pk for c in customers.values()], status=FollowRelation.Status.ACTIVE)
-        .select_related("staff", "customer")
-    }
-    present: dict[int, dict[str, Tag]] = {}
-    for relation_tag in (
-        RelationTag.objects.for_corp(runner.corp)
-        .filter(relation_id__in=[r.pk for r in active.values()])
-        .exclude(tag__wecom_tag_id="")
-        .select_related("tag")
+    profiles: dict[str, tuple[Any, ...]] = {}
+    customer_ids: dict[str, int] = {}
+    for pk, external_userid, *profile in (
+        Customer.objects.for_corp(corp)
+        .filter(external_userid__in=external_ids)
+        .values_list("pk", "external_userid", *PROFILE_FIELDS)
     ):
-        present.setdefault(relation_tag.relation_id, {})[relation_tag.tag.wecom_tag_id] = relation_tag.tag
+        customer_ids[external_userid] = pk
+        profiles[external_userid] = tuple(profile)
+    known = _known_relations(corp, list(customer_ids.values())) if customer_ids else {}
     imports: list[tuple[RelationImport, RelationFacts]] = []
+    stale: list[tuple[int, RelationFacts]] = []
     for entry in entries:
         contact = entry.external_contact
         facts = RelationFacts.from_follow_info(entry.follow_info)
         staff = mirror.staff(facts.userid)
-        customer = customers.get(contact.external_userid)
-        if customer is not None and _profile_differs(customer, contact):
-            customer = mirror.customer(contact)
-            customers[contact.external_userid] = customer
-        relation = active.get((customer.pk, staff.userid)) if customer is not None else None
         runner.count("relations")
-        if customer is None or relation is None:
+        profile = _profile(contact)
+        customer_id = customer_ids.get(contact.external_userid)
+        if customer_id is not None and profiles[contact.external_userid] != profile:
+            mirror.customer(contact)
+            profiles[contact.external_userid] = profile
+        relation = known.get((customer_id, staff.pk)) if customer_id is not None else None
+        if relation is None:
             imports.append((_relation_import(contact, facts, staff), facts))
-            continue
-        mirror.relation(
-            customer, facts, relation=relation, known=True, present_tags=present.get(relation.pk, {})
-        )
+        else:
+            current = mirror.current_facts(contact.external_userid, facts)
+            if not mirror.relation_matches(relation, current):
+                stale.append((relation.pk, current))
+    for relation_id, facts in stale:
+        instance = FollowRelation.objects.select_related("customer", "staff").get(pk=relation_id)
+        mirror.relation(instance.customer, facts, relation=instance, known=True)
     if imports:
-        _import(runner, imports)
+        _import(runner, imports, customer_ids)
+
+
+def _known_relations(corp: Corp, customer_ids: list[int]) -> dict[tuple[int, int], KnownRelation]:
+    """The active relations of these customers, with their WeCom tag ids, by (customer id, staff id)."""
+    rows = list(
+        FollowRelation.objects.for_corp(corp)
+        .filter(customer_id__in=customer_ids, status=FollowRelation.Status.ACTIVE)
+        .values_list(
+            "pk", "customer_id", "staff_id", "remark", "description", "remark_corp_name", "remark_mobiles"
+        )
+    )
+    tags: dict[int, set[str]] = {}
+    if rows:
+        for relation_id, wecom_tag_id in (
+            RelationTag.objects.for_corp(corp)
+            .filter(relation_id__in=[r[0] for r in rows])
+            .exclude(tag__wecom_tag_id="")
+            .values_list("relation_id", "tag__wecom_tag_id")
+        ):
+            tags.setdefault(relation_id, set()).add(wecom_tag_id)
+    return {
+        (customer_id, staff_id): KnownRelation(
+            pk=pk,
+            remark=remark,
+            description=description,
+            remark_corp_name=remark_corp_name,
+            remark_mobiles=tuple(remark_mobiles),
+            tag_ids=frozenset(tags.get(pk, ())),
+        )
+        for pk, customer_id, staff_id, remark, description, remark_corp_name, remark_mobiles in rows
+    }
+
+
+def _profile(contact: s.ExternalContact) -> tuple[Any, ...]:
+    """The customer columns ``Mirror.customer`` would write for ``contact``, in ``PROFILE_FIELDS`` order."""
+    return (
+        (contact.name or contact.external_userid)[:64],
+        contact.unionid[:64],
+        contact.avatar[:500],
+        contact.gender if contact.gender in GENDERS else Customer.Gender.UNKNOWN.value,
+        contact.type if contact.type in TYPES else Customer.Type.WECHAT.value,
+        contact.corp_name[:64],
+        contact.corp_full_name[:128],
+    )
 
 
 def _relation_import(contact: s.ExternalContact, facts: RelationFacts, staff: Staff) -> RelationImport:
@@ -493,17 +693,23 @@ def _relation_import(contact: s.ExternalContact, facts: RelationFacts, staff: St
     )
 
 
-def _import(runner: Runner, imports: list[tuple[RelationImport, RelationFacts]]) -> None:
+def _import(
+    runner: Runner, imports: list[tuple[RelationImport, RelationFacts]], customer_ids: dict[str, int]
+) -> None:
     mirror = runner.mirror
-    created = import_relations(
-        corp=runner.corp,
-        items=[item for item, _facts in imports],
-        source=mirror.source,
-        dedupe_prefix=mirror.dedupe_prefix,
-        payload_extra=mirror.payload_extra,
-    )
+    created = {
+        (r.external_userid, r.userid): r
+        for r in import_relations(
+            corp=runner.corp,
+            items=[item for item, _facts in imports],
+            source=mirror.source,
+            dedupe_prefix=mirror.dedupe_prefix,
+            payload_extra=mirror.payload_extra,
+            customer_ids=customer_ids,
+        )
+    }
     mirror.repairs["relations_added"] += len(created)
-    pairs: list[tuple[FollowRelation, Tag]] = []
+    pairs: list[tuple[ImportedRelation, Tag]] = []
     prefixes: dict[int, str] = {}
     for item, facts in imports:
         relation = created.get((item.external_userid, item.staff.userid))
@@ -518,18 +724,6 @@ def _import(runner: Runner, imports: list[tuple[RelationImport, RelationFacts]])
     )
 
 
-def _profile_differs(customer: Customer, contact: s.ExternalContact) -> bool:
-    return (
-        customer.name != (contact.name or contact.external_userid)[:64]
-        or customer.unionid != contact.unionid[:64]
-        or customer.avatar != contact.avatar[:500]
-        or customer.gender != contact.gender
-        or customer.type != contact.type
-        or customer.corp_name != contact.corp_name[:64]
-        or customer.corp_full_name != contact.corp_full_name[:128]
-    )
-
-
 def sync_customers(runner: Runner) -> None:
     """Every follow user's customers: first each member's list (relations WeCom no longer has are ended, and
     the lengths tell how many relations are coming), then the relations themselves, page by page."""
@@ -540,36 +734,49 @@ def sync_customers(runner: Runner) -> None:
             runner.run.counts["follow_users"] = len(checkpoint["follow"])
             runner.save()
     follow: list[str] = checkpoint["follow"]
-    while checkpoint["phase"] == "members" and checkpoint["member"] < len(follow):
-        userid = follow[checkpoint["member"]]
-        listed_at = now()
-        in_wecom = set(runner.client.list_customers(userid))
-        with transaction.atomic():
-            _end_missing_relations(runner, userid, in_wecom, listed_at)
-            checkpoint["member"] += 1
-            checkpoint["expected"] += len(in_wecom)
-            checkpoint.pop("failures", None)
-            runner.save()
-        runner.step()
+
+    def lists() -> Iterator[tuple[str, dt.datetime, set[str]]]:
+        for userid in follow[checkpoint["member"] :]:
+            listed_at = now()
+            yield userid, listed_at, set(runner.client.list_customers(userid))
+
     if checkpoint["phase"] == "members":
+        with _Answers(lists) as listed:
+            while lists_read := listed.take(runner.batch(MEMBERS_PER_TRANSACTION)):
+                with transaction.atomic():
+                    _end_missing_relations(runner, lists_read)
+                    checkpoint["member"] += len(lists_read)
+                    checkpoint["expected"] += sum(len(in_wecom) for _u, _at, in_wecom in lists_read)
+                    checkpoint.pop("failures", None)
+                    runner.save()
+                runner.step(len(lists_read))
         checkpoint.update(phase="relations", chunk=0, cursor="", seen=0)
     chunks = _chunks(follow, USERIDS_PER_BATCH)
-    while checkpoint["chunk"] < len(chunks):
-        cursor = checkpoint["cursor"]
-        page = runner.client.batch_get_by_user(
-            chunks[checkpoint["chunk"]], cursor=cursor, limit=RELATIONS_PER_PAGE
-        )
-        with transaction.atomic():
-            _apply_relations_page(runner, page.external_contact_list)
+
+    def pages() -> Iterator[tuple[int, str, s.CustomerBatchPage]]:
+        chunk, cursor = checkpoint["chunk"], checkpoint["cursor"]
+        while chunk < len(chunks):
+            page = runner.client.batch_get_by_user(chunks[chunk], cursor=cursor, limit=RELATIONS_PER_PAGE)
+            yield chunk, cursor, page
             if page.next_cursor and page.next_cursor != cursor:
-                checkpoint["cursor"] = page.next_cursor
+                cursor = page.next_cursor
             else:
-                checkpoint["chunk"] += 1
-                checkpoint["cursor"] = ""
-            checkpoint["seen"] += len(page.external_contact_list)
-            checkpoint.pop("failures", None)
-            runner.save()
-        runner.step()
+                chunk, cursor = chunk + 1, ""
+
+    with _Answers(pages) as answers:
+        while batch := answers.take(runner.batch(PAGES_PER_TRANSACTION)):
+            entries = [entry for _chunk, _cursor, page in batch for entry in page.external_contact_list]
+            with transaction.atomic():
+                _apply_relations_page(runner, entries)
+                chunk, cursor, page = batch[-1]
+                if page.next_cursor and page.next_cursor != cursor:
+                    checkpoint.update(chunk=chunk, cursor=page.next_cursor)
+                else:
+                    checkpoint.update(chunk=chunk + 1, cursor="")
+                checkpoint["seen"] += len(entries)
+                checkpoint.pop("failures", None)
+                runner.save()
+            runner.step(len(batch))
     with transaction.atomic():
         runner.run.counts["customers"] = (
             Customer.objects.for_corp(runner.corp)
@@ -583,23 +790,34 @@ def sync_customers(runner: Runner) -> None:
         runner.save()
 
 
-def _end_missing_relations(runner: Runner, userid: str, in_wecom: set[str], listed_at: dt.datetime) -> None:
-    staff = Staff.objects.for_corp(runner.corp).filter(userid=userid).first()
-    if staff is None:
-        return
+def _end_missing_relations(runner: Runner, lists: list[tuple[str, dt.datetime, set[str]]]) -> None:
+    """End the active relations of these members that their customer lists (userid, when read, the
+    external_userids) no longer show; one read for all of them, streamed."""
+    by_userid = {userid: (listed_at, in_wecom) for userid, listed_at, in_wecom in lists}
+    earliest = min(listed_at for _userid, listed_at, _ids in lists)
     local = (
         FollowRelation.objects.for_corp(runner.corp)
-        .filter(staff=staff, status=FollowRelation.Status.ACTIVE, added_at__lt=listed_at - DELETION_GRACE)
-        .values_list("pk", "customer__external_userid")
+        .filter(
+            staff__userid__in=list(by_userid),
+            status=FollowRelation.Status.ACTIVE,
+            added_at__lt=earliest - DELETION_GRACE,
+        )
+        .values_list("pk", "staff__userid", "customer__external_userid", "added_at")
     )
-    missing = [
-        pk for pk, external_userid in local.iterator(chunk_size=2000) if external_userid not in in_wecom
-    ]
+    missing: dict[int, str] = {}
+    for pk, userid, external_userid, added_at in local.iterator(chunk_size=2000):
+        listed_at, in_wecom = by_userid[userid]
+        if external_userid not in in_wecom and added_at < listed_at - DELETION_GRACE:
+            missing[pk] = userid
     for relation in (
-        FollowRelation.objects.for_corp(runner.corp).filter(pk__in=missing).select_related("customer")
+        FollowRelation.objects.for_corp(runner.corp).filter(pk__in=list(missing)).select_related("customer")
     ):
+        userid = missing[relation.pk]
         runner.mirror.end_relation(
-            relation, by="staff", at=listed_at, key=f"{relation.customer.external_userid}:{userid}:ended"
+            relation,
+            by="staff",
+            at=by_userid[userid][0],
+            key=f"{relation.customer.external_userid}:{userid}:ended",
         )
 
 
@@ -632,16 +850,23 @@ def sync_groups(runner: Runner) -> None:
             )
             continue
         refs = page.group_chat_list
-        while checkpoint["index"] < len(refs):
-            ref = refs[checkpoint["index"]]
-            chat = runner.client.groupchat_get(ref.chat_id)
-            with transaction.atomic():
-                runner.mirror.group_chat(chat, inheritance_status=ref.status, sync_run_id=runner.run.pk)
-                checkpoint["index"] += 1
-                runner.count("groups")
-                checkpoint.pop("failures", None)
-                runner.save()
-            runner.step()
+
+        def chats(refs: list[s.GroupChatRef] = refs) -> Iterator[tuple[s.GroupChatRef, s.GroupChat]]:
+            for ref in refs[checkpoint["index"] :]:
+                yield ref, runner.client.groupchat_get(ref.chat_id)
+
+        with _Answers(chats) as answers:
+            while batch := answers.take(runner.batch(GROUPS_PER_TRANSACTION)):
+                with transaction.atomic():
+                    for ref, chat in batch:
+                        runner.mirror.group_chat(
+                            chat, inheritance_status=ref.status, sync_run_id=runner.run.pk
+                        )
+                    checkpoint["index"] += len(batch)
+                    runner.count("groups", len(batch))
+                    checkpoint.pop("failures", None)
+                    runner.save()
+                runner.step(len(batch))
         last_page = not page.next_cursor or page.next_cursor == checkpoint["cursor"]
         with transaction.atomic():
             checkpoint["index"] = 0
