@@ -39,7 +39,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Figure, log, postgres_database, print_figures, setup_django, size_label
+from _common import (
+    PG_ADMIN_URL,
+    Figure,
+    log,
+    postgres_database,
+    print_figures,
+    setup_django,
+    size_label,
+)
 
 DATABASE = "siyu_bench_sync"
 CORP_NAME = "同步基准企业"
@@ -62,6 +70,65 @@ def _rss_mib() -> float:
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process so far, every thread (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu(pid: int) -> float | None:
+    """CPU time (user + system) of another process of this machine, from /proc; None once it has gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class PostgresCpu:
+    """CPU time of the PostgreSQL backends serving one database during a phase: their pids are sampled from
+    pg_stat_activity every 0.2 s and their CPU read from /proc (the server runs on this machine). A backend
+    that ends between two samples loses at most its last 0.2 s."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _sample(self, conn: Any, me: int) -> None:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [self.database]).fetchall()
+        for (pid,) in rows:
+            cpu = _process_cpu(pid) if pid != me else None
+            if cpu is not None:
+                self.first.setdefault(pid, cpu)
+                self.last[pid] = cpu
+
+    def _watch(self) -> None:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_backend_pid()").fetchone()
+            me = row[0] if row else 0
+            while not self._stop.is_set():
+                self._sample(conn, me)
+                self._stop.wait(0.2)
+
+    def __enter__(self) -> PostgresCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
 
 
 # --- the simulator ------------------------------------------------------------------------------------------
@@ -151,6 +218,7 @@ def _raw_pager(api_base: str, corpid: str, secret: str) -> dict[str, Any]:
         "access_token"
     ]
     started = time.perf_counter()
+    cpu_before = _cpu_seconds()
     relations = 0
     departments = get("department/list")["department"]
     for root in [d["id"] for d in departments if d.get("parentid", 0) == 0] or [1]:
@@ -186,6 +254,7 @@ def _raw_pager(api_base: str, corpid: str, secret: str) -> dict[str, Any]:
         "customers_seconds": customers_done - started,
         "relations": relations,
         "rss": _peak_rss_mib(),
+        "cpu": _cpu_seconds() - cpu_before,
     }
 
 
@@ -196,6 +265,7 @@ def _client_pager(corp: Any) -> dict[str, Any]:
 
     client = client_for(corp, priority=Priority.SYNC)
     started = time.perf_counter()
+    cpu_before = _cpu_seconds()
     relations = 0
     departments = client.department_list()
     for root in [d.id for d in departments if not d.parentid] or [1]:
@@ -221,6 +291,7 @@ def _client_pager(corp: Any) -> dict[str, Any]:
         "customers_seconds": customers_done - started,
         "relations": relations,
         "rss": _peak_rss_mib(),
+        "cpu": _cpu_seconds() - cpu_before,
     }
 
 
@@ -274,6 +345,7 @@ def _sync(corp: Any, kind: str, run_id: int | None) -> dict[str, Any]:
         run_id = start_sync(corp=corp, kind=kind, enqueue=False, reason="benchmark").pk
         print(json.dumps({"run_id": run_id}), flush=True)
     started = time.perf_counter()
+    cpu_before = _cpu_seconds()
     with _MemoryProbe(run_id) as probe:
         while True:
             turn = run_sync(run_id)
@@ -291,6 +363,7 @@ def _sync(corp: Any, kind: str, run_id: int | None) -> dict[str, Any]:
         "repairs": run.repairs,
         "memory": probe.samples,
         "rss": _peak_rss_mib(),
+        "cpu": _cpu_seconds() - cpu_before,
     }
 
 
@@ -415,14 +488,19 @@ def _measure(sim: SimulatorProcess, customers: int) -> list[Figure]:
 
     vendor = connection.vendor
     env = dict(os.environ, DATABASE_URL=database_url, WECOM_API_BASE=sim.api_base, BENCH_SECRET=sim.secret)
+    database_name = str(connection.settings_dict["NAME"])
     wecom = sim.counts()
     relations = wecom["follows"]
 
     def phase(title: str, mode: str, **kwargs: Any) -> dict[str, Any]:
         log(title)
         before = sim.calls()
-        result = _run_child(mode, sim.corpid, env, **kwargs)
+        sim_cpu = _process_cpu(sim.process.pid) or 0.0
+        with PostgresCpu(database_name) as postgres:
+            result = _run_child(mode, sim.corpid, env, **kwargs)
         result["calls"] = sim.calls() - before
+        result["postgres_cpu"] = postgres.seconds
+        result["simulator_cpu"] = (_process_cpu(sim.process.pid) or 0.0) - sim_cpu
         if result.get("status", "done") != "done":
             raise SystemExit(f"{mode} sync ended {result['status']}: {result.get('error')}")
         return result
@@ -433,6 +511,10 @@ def _measure(sim: SimulatorProcess, customers: int) -> list[Figure]:
         f"first full sync of {customers:,} customers ({relations:,} relations) on {vendor} …", "full"
     )
     log(f"  {first['seconds']:.1f} s, {first['calls']} calls, counts {first['counts']}")
+    log(
+        f"  CPU: sync process {first['cpu']:.1f} s, PostgreSQL {first['postgres_cpu']:.1f} s, "
+        f"simulator {first['simulator_cpu']:.1f} s"
+    )
     second = phase("second full sync, nothing changed …", "full")
     log(f"  {second['seconds']:.1f} s, repairs {second['repairs'] or 'none'}")
     reconcile = phase("reconciliation …", "reconcile")
@@ -475,6 +557,11 @@ def _measure(sim: SimulatorProcess, customers: int) -> list[Figure]:
             higher_is_better=True,
         ),
         Figure(name("sync_full_peak_rss"), first["rss"], "MiB", pager["rss"]),
+        # CPU seconds, load-independent where wall time is not (a shared machine): the syncing process (all
+        # threads), the PostgreSQL backends of its database, and the simulator; baseline: the client pager's.
+        Figure(name("sync_full_cpu_sync_process"), first["cpu"], "cpu-s", pager["cpu"]),
+        Figure(name("sync_full_cpu_postgres"), first["postgres_cpu"], "cpu-s", pager["postgres_cpu"]),
+        Figure(name("sync_full_cpu_simulator"), first["simulator_cpu"], "cpu-s", pager["simulator_cpu"]),
     ]
     figures += [
         Figure(name(f"sync_full_rss_at_{point}pct"), memory[point], "MiB", start_memory)
