@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from unittest import mock
 
 import pytest
 from django.core.management import call_command
+from django.utils import translation
 
 from siyu.corps.access import Actor, actor_for_user
 from siyu.corps.models import Corp, Department, Role, Staff
@@ -18,6 +20,18 @@ from tests import factories
 def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
     """Hashing a password costs ~0.3 s by design; tests create many users and need no such cost."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _default_language() -> Iterator[None]:
+    """Every test starts in the default language (zh-hans), whatever the test before it asked for.
+
+    LocaleMiddleware activates a request's language in the thread and leaves it active after the response,
+    so a test that sent ``Accept-Language: en`` would otherwise turn the next test's messages English.
+    """
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @dataclass

@@ -96,7 +96,7 @@ def test_a_staff_key_acts_as_its_staff_member(client: Client, world: World):
         ({"name": "", "role": Role.OPERATOR}, "name"),
         ({"name": "x" * 101, "role": Role.OPERATOR}, "name"),
         ({"name": "k", "role": "god"}, "role"),
-        ({"name": "k", "role": Role.MANAGER}, "acts as a staff member"),
+        ({"name": "k", "role": Role.MANAGER}, "代表一名员工"),  # the refusal reads in Chinese by default
         ({"name": "k", "role": Role.STAFF, "staff": "999999"}, "staff"),
     ],
 )

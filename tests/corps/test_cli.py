@@ -88,7 +88,8 @@ def test_corp_create_and_apikey_create(capsys):
 def test_wrong_length_aes_key_is_refused_clearly(capsys):
     code = main(["corp", "create", "--name", "x", "--corpid", "wwbad", "--aes-key", AES_KEY[:40]])
     assert code == 2
-    assert "exactly 43 characters, got 40" in capsys.readouterr().err
+    # The command line speaks the configured language (SIYU_LANGUAGE), Chinese by default.
+    assert "EncodingAESKey 必须恰好为 43 个字符，当前为 40 个" in capsys.readouterr().err
     assert not Corp.objects.filter(corpid="wwbad").exists()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.utils import translation
 
 from siyu.core.errors import Conflict, Invalid
 from siyu.corps.models import ApiKey, AuditLog, Corp
@@ -45,7 +46,7 @@ def test_create_corp_stores_secrets_encrypted():
 )
 def test_create_corp_refuses_bad_input_clearly(kwargs, field, message):
     args = {"name": "测试", "corpid": "wwok", "secret": "s", "token": TOKEN, "aes_key": AES_KEY, **kwargs}
-    with pytest.raises(Invalid) as error:
+    with translation.override("en"), pytest.raises(Invalid) as error:
         create_corp(**args)
     assert error.value.field == field
     assert message in error.value.message

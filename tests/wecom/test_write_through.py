@@ -16,6 +16,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
 
 from siyu.core.errors import Invalid
 from siyu.corps.access import actor_for_user
@@ -323,7 +324,7 @@ def test_a_remark_longer_than_wecom_allows_is_refused(settings, field, value, li
         relation, _tag = a_relation_and_a_tag_it_lacks(env)
         before = (relation.remark, relation.description, relation.remark_corp_name)
         # when a change longer than WeCom keeps is made in Siyu
-        with pytest.raises(Invalid) as error:
+        with translation.override("en"), pytest.raises(Invalid) as error:
             update_relation_remark(relation=relation, source=Event.Source.CONSOLE, **{field: value})
         # then it is refused with the field and WeCom's limit, and nothing is written or sent
         assert error.value.field == field

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.datastructures import MultiValueDict
+from django.utils.translation import gettext as _
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
@@ -47,7 +48,7 @@ class ConsoleSession(APIKeyCookie):
         if user is None or not user.is_authenticated:
             return None
         if self.csrf and check_csrf(request) is not None:
-            raise PermissionDenied("CSRF check failed: send the csrftoken cookie's value in X-CSRFToken")
+            raise PermissionDenied(_("CSRF check failed: send the csrftoken cookie's value in X-CSRFToken"))
         return "session"
 
     def authenticate(self, request: HttpRequest, key: str | None) -> Actor | None:
@@ -56,7 +57,7 @@ class ConsoleSession(APIKeyCookie):
         # CorpContextMiddleware resolved the corp the user is working in and their role there.
         actor = getattr(request, "actor", None)
         if not isinstance(actor, Actor):
-            raise PermissionDenied("you have no role in any corp")
+            raise PermissionDenied(_("you have no role in any corp"))
         return actor
 
 
@@ -92,7 +93,7 @@ class StrictParser(Parser):
     ) -> dict[str, Any]:
         for key, values in data.lists():
             if NUL in key or any(isinstance(v, str) and NUL in v for v in values):
-                raise Invalid("parameters may not contain NUL characters", field=key.replace(NUL, ""))
+                raise Invalid(_("parameters may not contain NUL characters"), field=key.replace(NUL, ""))
         return super().parse_querydict(data, list_fields, request)
 
 
@@ -142,7 +143,7 @@ def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespo
     return api.create_response(
         request,
         error_body(
-            ErrorCode.INVALID, "the request does not match its schema", _field_of(errors), errors=errors
+            ErrorCode.INVALID, _("the request does not match its schema"), _field_of(errors), errors=errors
         ),
         status=422,
     )
@@ -153,7 +154,7 @@ def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpRespons
     return api.create_response(
         request,
         error_body(
-            ErrorCode.UNAUTHENTICATED, "send Authorization: Bearer <api key>, or log in to the console"
+            ErrorCode.UNAUTHENTICATED, _("send Authorization: Bearer <api key>, or log in to the console")
         ),
         status=401,
     )
@@ -171,7 +172,7 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 @api.exception_handler(Http404)
 def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
-    return api.create_response(request, error_body(ErrorCode.NOT_FOUND, "not found"), status=404)
+    return api.create_response(request, error_body(ErrorCode.NOT_FOUND, _("not found")), status=404)
 
 
 def _register_routers() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from django.utils.translation import gettext as _
+
 
 class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
@@ -33,15 +35,16 @@ class DomainError(Exception):
 class NotFound(DomainError):
     status = 404
 
-    def __init__(self, message: str = "not found", *, code: ErrorCode = ErrorCode.NOT_FOUND):
-        super().__init__(code, message)
+    def __init__(self, message: str | None = None, *, code: ErrorCode = ErrorCode.NOT_FOUND):
+        # The default is translated when raised, in the language of the request that sees it.
+        super().__init__(code, _("not found") if message is None else message)
 
 
 class PermissionDenied(DomainError):
     status = 403
 
-    def __init__(self, message: str = "permission denied"):
-        super().__init__(ErrorCode.PERMISSION_DENIED, message)
+    def __init__(self, message: str | None = None):
+        super().__init__(ErrorCode.PERMISSION_DENIED, _("permission denied") if message is None else message)
 
 
 class Invalid(DomainError):

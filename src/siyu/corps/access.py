@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils.translation import gettext as _
 
 from siyu.core.errors import NotFound, PermissionDenied
 
@@ -47,11 +48,11 @@ class Actor:
 
     def require_configure(self) -> None:
         if not self.can_configure:
-            raise PermissionDenied("this needs the admin or operator role")
+            raise PermissionDenied(_("this needs the admin or operator role"))
 
     def require_admin(self) -> None:
         if not self.can_manage_users:
-            raise PermissionDenied("this needs the admin role")
+            raise PermissionDenied(_("this needs the admin role"))
 
     def visible_staff_ids_q(self) -> Q:
         """A filter on FollowRelation.staff for the relations this actor may see."""
@@ -120,7 +121,7 @@ def actor_for_user(user_id: int, corp: Corp, *, is_superuser: bool = False) -> A
         return actor_for_membership(membership)
     if is_superuser:
         return Actor(corp=corp, role=Role.ADMIN, user_id=user_id)
-    raise PermissionDenied("you have no role in this corp")
+    raise PermissionDenied(_("you have no role in this corp"))
 
 
 def actor_for_api_key(api_key: ApiKey) -> Actor:
@@ -160,4 +161,6 @@ def corps_for_user(user_id: int, *, is_superuser: bool) -> QuerySet[Corp]:
 
 def require_visible(found: bool, what: str = "customer") -> None:
     if not found:
-        raise NotFound(f"{what} not found")
+        raise NotFound(
+            _("customer not found") if what == "customer" else _("%(what)s not found") % {"what": what}
+        )

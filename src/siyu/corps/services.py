@@ -15,6 +15,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from siyu.core import crypto
 from siyu.core.clock import now
@@ -32,30 +33,33 @@ API_KEY_PREFIX = "siyu_"
 
 def validate_aes_key(aes_key: str) -> None:
     if len(aes_key) != 43:
-        raise Invalid(f"EncodingAESKey must be exactly 43 characters, got {len(aes_key)}", field="aes_key")
+        raise Invalid(
+            _("EncodingAESKey must be exactly 43 characters, got %(length)d") % {"length": len(aes_key)},
+            field="aes_key",
+        )
     if not AES_KEY_RE.match(aes_key):
-        raise Invalid("EncodingAESKey may contain only letters and digits", field="aes_key")
+        raise Invalid(_("EncodingAESKey may contain only letters and digits"), field="aes_key")
     try:
         raw = base64.b64decode(aes_key + "=", validate=True)
     except binascii.Error as exc:
-        raise Invalid("EncodingAESKey is not valid base64", field="aes_key") from exc
+        raise Invalid(_("EncodingAESKey is not valid base64"), field="aes_key") from exc
     if len(raw) != 32:  # pragma: no cover - 43 base64 characters always decode to 32 bytes
-        raise Invalid("EncodingAESKey must decode to a 32-byte key", field="aes_key")
+        raise Invalid(_("EncodingAESKey must decode to a 32-byte key"), field="aes_key")
 
 
 def create_corp(*, name: str, corpid: str, secret: str = "", token: str = "", aes_key: str = "") -> Corp:
     """Create a tenant; validates WeCom's formats and stores the secrets encrypted."""
     name = name.strip()
     if not name:
-        raise Invalid("corp name is required", field="name")
+        raise Invalid(_("corp name is required"), field="name")
     if not CORPID_RE.match(corpid):
-        raise Invalid("corpid must be 1–64 letters, digits, '-' or '_'", field="corpid")
+        raise Invalid(_("corpid must be 1–64 letters, digits, '-' or '_'"), field="corpid")
     if token and not TOKEN_RE.match(token):
-        raise Invalid("callback Token must be 1–32 letters or digits", field="token")
+        raise Invalid(_("callback Token must be 1–32 letters or digits"), field="token")
     if aes_key:
         validate_aes_key(aes_key)
     if Corp.objects.filter(corpid=corpid).exists():
-        raise Conflict(f"a corp with corpid {corpid} already exists")
+        raise Conflict(_("a corp with corpid %(corpid)s already exists") % {"corpid": corpid})
     return Corp.objects.create(
         name=name,
         corpid=corpid,
@@ -69,7 +73,7 @@ def create_corp(*, name: str, corpid: str, secret: str = "", token: str = "", ae
 def set_corp_credentials(*, corp: Corp, secret: str, token: str, aes_key: str) -> list[str]:
     """Replace the corp's WeCom secret and callback Token/EncodingAESKey (encrypted); returns what changed."""
     if token and not TOKEN_RE.match(token):
-        raise Invalid("callback Token must be 1–32 letters or digits", field="token")
+        raise Invalid(_("callback Token must be 1–32 letters or digits"), field="token")
     if aes_key:
         validate_aes_key(aes_key)
     wanted = {"secret": secret, "token": token, "aes_key": aes_key}
@@ -103,9 +107,9 @@ def create_api_key(
 ) -> NewApiKey:
     """Create an API key; the plaintext is returned once and never stored."""
     if role not in Role.values:
-        raise Invalid(f"unknown role {role!r}", field="role")
+        raise Invalid(_("unknown role %(role)s") % {"role": repr(role)}, field="role")
     if staff is not None and staff.corp_id != corp.pk:
-        raise Invalid("staff member belongs to another corp", field="staff")
+        raise Invalid(_("staff member belongs to another corp"), field="staff")
     plaintext = API_KEY_PREFIX + secrets.token_urlsafe(32)
     api_key = ApiKey.objects.create(
         corp=corp, name=name, prefix=plaintext[:12], key_hash=hash_api_key(plaintext), role=role, staff=staff
@@ -145,11 +149,11 @@ def create_console_user(
 ) -> User:
     """Create a console login with a role in ``corp``."""
     if role not in Role.values:
-        raise Invalid(f"unknown role {role!r}", field="role")
+        raise Invalid(_("unknown role %(role)s") % {"role": repr(role)}, field="role")
     if staff is not None and staff.corp_id != corp.pk:
-        raise Invalid("staff member belongs to another corp", field="staff")
+        raise Invalid(_("staff member belongs to another corp"), field="staff")
     if User.objects.filter(username=username).exists():
-        raise Conflict(f"user {username!r} already exists")
+        raise Conflict(_("user %(username)s already exists") % {"username": repr(username)})
     user = User.objects.create_user(username=username, password=password)
     if is_superuser:
         user.is_superuser = True
@@ -164,7 +168,7 @@ def create_console_user(
 def set_membership(*, corp: Corp, user: User, role: str, staff: Staff | None = None) -> Membership:
     """Give an existing user a role in a corp (a superuser may hold several)."""
     if role not in Role.values:
-        raise Invalid(f"unknown role {role!r}", field="role")
+        raise Invalid(_("unknown role %(role)s") % {"role": repr(role)}, field="role")
     membership, _created = Membership.objects.update_or_create(
         corp=corp, user=user, defaults={"role": role, "staff": staff}
     )
@@ -253,9 +257,12 @@ def upsert_staff(
 ) -> Staff:
     """Create or update a member from WeCom; fields left None are kept, departments given replace the old."""
     if not userid or len(userid) > 64:
-        raise Invalid("userid is required (at most 64 characters)", field="userid")
+        raise Invalid(_("userid is required (at most 64 characters)"), field="userid")
     if status is not None and status not in Staff.Status.values:
-        raise Invalid(f"status must be one of {Staff.Status.values}", field="status")
+        raise Invalid(
+            _("status must be one of %(statuses)s") % {"statuses": ", ".join(Staff.Status.values)},
+            field="status",
+        )
     staff = Staff.objects.for_corp(corp).select_for_update().filter(userid=userid).first()
     if staff is None:
         staff = Staff.objects.create(
@@ -303,7 +310,7 @@ def upsert_staff(
 def change_staff_userid(*, corp: Corp, userid: str, new_userid: str) -> Staff | None:
     """Follow a member whose userid WeCom changed. None when neither id is known; the new id wins a clash."""
     if not new_userid or len(new_userid) > 64:
-        raise Invalid("new userid is required (at most 64 characters)", field="new_userid")
+        raise Invalid(_("new userid is required (at most 64 characters)"), field="new_userid")
     staff = Staff.objects.for_corp(corp).select_for_update().filter(userid=userid).first()
     existing = Staff.objects.for_corp(corp).filter(userid=new_userid).first()
     if staff is None or existing is not None:
@@ -346,15 +353,17 @@ def _check_role_links(
 ) -> list[Department]:
     """Validate a role with its staff link and departments; returns the departments that apply to the role."""
     if role not in Role.values:
-        raise Invalid(f"unknown role {role!r}", field="role")
+        raise Invalid(_("unknown role %(role)s") % {"role": repr(role)}, field="role")
     if staff is not None and staff.corp_id != corp.pk:
-        raise Invalid("the staff member belongs to another corp", field="staff")
+        raise Invalid(_("the staff member belongs to another corp"), field="staff")
     if any(d.corp_id != corp.pk for d in departments):
-        raise Invalid("a department belongs to another corp", field="departments")
+        raise Invalid(_("a department belongs to another corp"), field="departments")
     if role == Role.STAFF and staff is None:
-        raise Invalid("a staff login must be linked to the staff member it is", field="staff")
+        raise Invalid(_("a staff login must be linked to the staff member it is"), field="staff")
     if role == Role.MANAGER and staff is None and not departments:
-        raise Invalid("a manager needs departments to manage, or a linked staff member", field="departments")
+        raise Invalid(
+            _("a manager needs departments to manage, or a linked staff member"), field="departments"
+        )
     # Only a manager's scope is made of departments; other roles keep none so nothing stale remains.
     return list(departments) if role == Role.MANAGER else []
 
@@ -386,7 +395,7 @@ def _require_other_admin(corp: Corp, membership: Membership, field: str) -> None
     if membership.role != Role.ADMIN or not membership.user.is_active:
         return
     if not _other_active_admins(corp, membership):
-        raise Invalid("this is the corp's last active admin: make another user admin first", field=field)
+        raise Invalid(_("this is the corp's last active admin: make another user admin first"), field=field)
 
 
 def _require_own_login(actor: Actor, membership: Membership) -> None:
@@ -401,7 +410,9 @@ def _require_own_login(actor: Actor, membership: Membership) -> None:
         Membership.objects.filter(user_id=membership.user_id).exclude(corp_id=membership.corp_id).exists()
     )
     if shared:
-        raise Invalid("this login also works outside this corp; only a superuser can change it", field="user")
+        raise Invalid(
+            _("this login also works outside this corp; only a superuser can change it"), field="user"
+        )
 
 
 def _audit_as(actor: Actor, *, action: str, object_type: str, object_id: int, **detail: object) -> None:
@@ -431,15 +442,17 @@ def create_console_user_as(
     corp = actor.corp
     username = username.strip()
     if not username:
-        raise Invalid("a username is required", field="username")
+        raise Invalid(_("a username is required"), field="username")
     try:
         UnicodeUsernameValidator()(username)
     except DjangoValidationError as exc:
         raise Invalid(" ".join(str(m) for m in exc.messages), field="username") from exc
     if len(username) > USERNAME_MAX:
-        raise Invalid(f"a username is at most {USERNAME_MAX} characters", field="username")
+        raise Invalid(_("a username is at most %(max)d characters") % {"max": USERNAME_MAX}, field="username")
     if User.objects.filter(username__iexact=username).exists():
-        raise Invalid(f"the username {username!r} is taken", field="username")
+        raise Invalid(
+            _("the username %(username)s is taken") % {"username": repr(username)}, field="username"
+        )
     scoped = _check_role_links(corp=corp, role=role, staff=staff, departments=departments)
     generated = not password
     plaintext = password or generate_password()
@@ -472,7 +485,7 @@ def update_membership(
     actor.require_admin()
     corp = actor.corp
     if membership.corp_id != corp.pk:
-        raise NotFound("user not found")
+        raise NotFound(_("user not found"))
     scoped = _check_role_links(corp=corp, role=role, staff=staff, departments=departments)
     if role != Role.ADMIN:
         _require_other_admin(corp, membership, "role")
@@ -499,7 +512,7 @@ def deactivate_user(*, actor: Actor, membership: Membership) -> None:
     """Stop a login (never deleted: the audit log keeps naming it); its sessions end. The last admin stays."""
     actor.require_admin()
     if membership.corp_id != actor.corp.pk:
-        raise NotFound("user not found")
+        raise NotFound(_("user not found"))
     _require_own_login(actor, membership)
     _require_other_admin(actor.corp, membership, "active")
     user = membership.user
@@ -514,7 +527,7 @@ def reactivate_user(*, actor: Actor, membership: Membership) -> None:
     """Let a deactivated login in again. Audited."""
     actor.require_admin()
     if membership.corp_id != actor.corp.pk:
-        raise NotFound("user not found")
+        raise NotFound(_("user not found"))
     _require_own_login(actor, membership)
     user = membership.user
     if not user.is_active:
@@ -528,7 +541,7 @@ def reset_password(*, actor: Actor, membership: Membership) -> str:
     """Give a login a new generated password, returned once; its sessions end. Audited (not the password)."""
     actor.require_admin()
     if membership.corp_id != actor.corp.pk:
-        raise NotFound("user not found")
+        raise NotFound(_("user not found"))
     _require_own_login(actor, membership)
     password = generate_password()
     user = membership.user
@@ -544,15 +557,15 @@ def create_api_key_as(*, actor: Actor, name: str, role: str, staff: Staff | None
     actor.require_admin()
     name = name.strip()
     if not name:
-        raise Invalid("a name is required (say what the key is for)", field="name")
+        raise Invalid(_("a name is required (say what the key is for)"), field="name")
     if len(name) > API_KEY_NAME_MAX:
-        raise Invalid(f"a name is at most {API_KEY_NAME_MAX} characters", field="name")
+        raise Invalid(_("a name is at most %(max)d characters") % {"max": API_KEY_NAME_MAX}, field="name")
     if role not in Role.values:
-        raise Invalid(f"unknown role {role!r}", field="role")
+        raise Invalid(_("unknown role %(role)s") % {"role": repr(role)}, field="role")
     if staff is not None and staff.corp_id != actor.corp.pk:
-        raise Invalid("the staff member belongs to another corp", field="staff")
+        raise Invalid(_("the staff member belongs to another corp"), field="staff")
     if role in (Role.MANAGER, Role.STAFF) and staff is None:
-        raise Invalid("a manager or staff key acts as a staff member: choose one", field="staff")
+        raise Invalid(_("a manager or staff key acts as a staff member: choose one"), field="staff")
     if role in (Role.ADMIN, Role.OPERATOR):
         staff = None  # these roles see every customer; a link would mean nothing
     new = create_api_key(corp=actor.corp, name=name, role=role, staff=staff)
@@ -574,7 +587,7 @@ def revoke_api_key_as(*, actor: Actor, api_key: ApiKey) -> None:
     """An admin revokes a key of their corp; it stops working at once. Revoking twice is a no-op. Audited."""
     actor.require_admin()
     if api_key.corp_id != actor.corp.pk:
-        raise NotFound("API key not found")
+        raise NotFound(_("API key not found"))
     if api_key.revoked_at is not None:
         return
     revoke_api_key(api_key=api_key)

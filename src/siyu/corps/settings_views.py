@@ -84,7 +84,7 @@ AUDIT_ACTIONS = (
 def _actor(request: HttpRequest) -> Actor:
     actor: Actor | None = getattr(request, "actor", None)
     if actor is None:
-        raise PermissionDenied("no role in any corp")
+        raise PermissionDenied(_("no role in any corp"))
     return actor
 
 
@@ -92,7 +92,7 @@ def _admin(request: HttpRequest) -> Actor:
     """The actor, if they manage users, keys and the audit log (admin); anyone else gets 403."""
     actor = _actor(request)
     if not actor.can_manage_users:
-        raise PermissionDenied("this page needs the admin role")
+        raise PermissionDenied(_("this page needs the admin role"))
     return actor
 
 
@@ -100,7 +100,7 @@ def _configurer(request: HttpRequest) -> Actor:
     """The actor, if they may define custom fields (admin, operator); anyone else gets 403."""
     actor = _actor(request)
     if not actor.can_configure:
-        raise PermissionDenied("custom fields need the admin or operator role")
+        raise PermissionDenied(_("custom fields need the admin or operator role"))
     return actor
 
 

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from siyu.core.clock import now
 from siyu.core.errors import DomainError, Invalid
@@ -51,11 +52,11 @@ def start_bulk_tag(
     add = [t.pk for t in resolve_tags(actor.corp, add_tag_ids)]
     remove = [t.pk for t in resolve_tags(actor.corp, remove_tag_ids)]
     if not add and not remove:
-        raise Invalid("choose at least one tag to add or remove", field="tags")
+        raise Invalid(_("choose at least one tag to add or remove"), field="tags")
     if set(add) & set(remove):
-        raise Invalid("a tag cannot be added and removed at once", field="tags")
+        raise Invalid(_("a tag cannot be added and removed at once"), field="tags")
     if (customer_ids is None) == (customer_filter is None):
-        raise Invalid("pick customers or choose all customers matching the filter", field="customers")
+        raise Invalid(_("pick customers or choose all customers matching the filter"), field="customers")
     params: dict[str, Any] = {
         "add_tag_ids": add,
         "remove_tag_ids": remove,
@@ -65,10 +66,11 @@ def start_bulk_tag(
     if customer_ids is not None:
         picked = sorted({int(pk) for pk in customer_ids})
         if not picked:
-            raise Invalid("pick at least one customer", field="customers")
+            raise Invalid(_("pick at least one customer"), field="customers")
         if len(picked) > MAX_PICKED_CUSTOMERS:
             raise Invalid(
-                f"at most {MAX_PICKED_CUSTOMERS} picked customers; select all matching the filter instead",
+                _("at most %(max)d picked customers; select all matching the filter instead")
+                % {"max": MAX_PICKED_CUSTOMERS},
                 field="customers",
             )
         params["customer_ids"] = picked

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.utils.translation import gettext as _
 
 from siyu.core.errors import ErrorCode, Invalid, NotFound
 from siyu.corps.access import Actor, scope_customers
@@ -85,7 +86,11 @@ def _relation_filter(actor: Actor, flt: CustomerFilter) -> Q | None:
         used = True
     if flt.status:
         if flt.status not in FollowRelation.Status.values:
-            raise Invalid(f"status must be one of {', '.join(FollowRelation.Status.values)}", field="status")
+            raise Invalid(
+                _("status must be one of %(statuses)s")
+                % {"statuses": ", ".join(FollowRelation.Status.values)},
+                field="status",
+            )
         q &= Q(status=flt.status)
         used = True
     if flt.added_from:
@@ -140,7 +145,7 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
             value = dt.datetime.fromisoformat(value)
     except (ValueError, TypeError, KeyError) as exc:
         raise Invalid(
-            "the page cursor is not valid for this list", field="cursor", code=ErrorCode.BAD_CURSOR
+            _("the page cursor is not valid for this list"), field="cursor", code=ErrorCode.BAD_CURSOR
         ) from exc
     return value, pk
 
@@ -150,7 +155,9 @@ def page_size_or_error(page_size: int | None) -> int:
     maximum = cast(int, settings.SIYU["MAX_PAGE_SIZE"])
     if size < 1 or size > maximum:
         raise Invalid(
-            f"page size must be between 1 and {maximum}", field="page_size", code=ErrorCode.PAGE_TOO_LARGE
+            _("page size must be between 1 and %(max)d") % {"max": maximum},
+            field="page_size",
+            code=ErrorCode.PAGE_TOO_LARGE,
         )
     return int(size)
 
@@ -165,7 +172,7 @@ def list_customers(
 ) -> CustomerPage:
     """One page of the customer list with relations (and staff) and tags loaded: three queries in all."""
     if sort not in SORTS:
-        raise Invalid(f"sort must be one of {', '.join(SORTS)}", field="sort")
+        raise Invalid(_("sort must be one of %(sorts)s") % {"sorts": ", ".join(SORTS)}, field="sort")
     size = page_size_or_error(page_size)
     column, desc = SORTS[sort]
     qs = filter_customers(actor, flt)
@@ -226,7 +233,7 @@ def get_customer(actor: Actor, customer_id: int) -> Customer:
     """A customer the actor may see, or NotFound (also for another corp's customer)."""
     customer = scope_customers(actor, Customer.objects.for_corp(actor.corp)).filter(pk=customer_id).first()
     if customer is None:
-        raise NotFound("customer not found", code=ErrorCode.UNKNOWN_CUSTOMER)
+        raise NotFound(_("customer not found"), code=ErrorCode.UNKNOWN_CUSTOMER)
     return customer
 
 

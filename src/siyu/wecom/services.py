@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 from django.db import transaction
 from django.db.models import Q
+from django.utils.translation import gettext as _
 
 from siyu.core.clock import now
 from siyu.core.errors import Invalid
@@ -82,15 +83,19 @@ def check_remark(*, relation: FollowRelation, source: str, changed: Mapping[str,
     """Refuse a remark change WeCom would refuse, when it is going to WeCom (only the fields that change)."""
     if not sends_to_wecom(corp=relation.corp, source=source):
         return
+    # One whole sentence per field, so that each translates as a sentence.
     limits = {
-        "remark": (REMARK_MAX, "remark"),
-        "description": (DESCRIPTION_MAX, "description"),
-        "remark_corp_name": (REMARK_COMPANY_MAX, "company in the remark"),
+        "remark": (REMARK_MAX, _("WeCom keeps a remark of at most %(max)d characters")),
+        "description": (DESCRIPTION_MAX, _("WeCom keeps a description of at most %(max)d characters")),
+        "remark_corp_name": (
+            REMARK_COMPANY_MAX,
+            _("WeCom keeps a company in the remark of at most %(max)d characters"),
+        ),
     }
-    for name, (limit, label) in limits.items():
+    for name, (limit, message) in limits.items():
         value = changed.get(name)
         if isinstance(value, str) and len(value) > limit:
-            raise Invalid(f"WeCom keeps a {label} of at most {limit} characters", field=name)
+            raise Invalid(message % {"max": limit}, field=name)
 
 
 def relation_remark_changed(
@@ -209,11 +214,11 @@ def tag_group_created(*, group: TagGroup, tags: Sequence[Tag], source: str) -> O
     """Create a group made in Siyu in WeCom too, with its tags (WeCom has no empty groups: ``add_corp_tag``);
     the ids WeCom gives are stored on the group and tags when the write is done."""
     if source not in WRITE_THROUGH_SOURCES:
-        raise Invalid("only a group made in Siyu is created in WeCom from here", field="wecom")
+        raise Invalid(_("only a group made in Siyu is created in WeCom from here"), field="wecom")
     if not group.corp.secret:
-        raise Invalid("this corp is not connected to WeCom (no app secret)", field="wecom")
+        raise Invalid(_("this corp is not connected to WeCom (no app secret)"), field="wecom")
     if not tags:
-        raise Invalid("a WeCom tag group needs at least one tag", field="tags")
+        raise Invalid(_("a WeCom tag group needs at least one tag"), field="tags")
     return enqueue_write(
         corp=group.corp,
         api=ADD_CORP_TAG,
