@@ -1,7 +1,8 @@
 """Benchmark: the WeCom callback receiver (target P1) — durable acknowledgements per second and their latency.
 
-    .venv/bin/python bench/callbacks.py [--count 20000] [--concurrency 64] [--workers 2] [--threads 64]
-                                        [--duplicates 0.05] [--seed 1] [--max-seconds 120] [--client raw]
+    .venv/bin/python bench/callbacks.py [--count 20000] [--concurrency 64] [--workers 2] [--threads N]
+                                        [--rounds 4] [--duplicates 0.05] [--seed 1] [--max-seconds 60]
+                                        [--client raw]
 
 A real server process (``siyu serve``: gunicorn with the production settings) on a fresh PostgreSQL database
 ``siyu_bench_callbacks`` (DATABASE_URL overrides it, e.g. a SQLite file for the embedded figure), and a corp
@@ -13,7 +14,8 @@ keep-alive connections, ``--concurrency`` requests in flight, and times every re
 
 The baseline is the same server's ``/healthz`` (an empty 200 that touches no database), under the same load
 generator, with the same number of requests and the same concurrency, measured in the same run: what the HTTP
-stack alone costs on this machine right now. Figures:
+stack alone costs on this machine right now. ``--rounds`` alternate the two (health checks, then callbacks,
+and again), so that both meet the same neighbours on a shared machine. Figures:
 
 - ``callbacks_acks_per_s``: acknowledged (200) callbacks per second, against health checks per second;
 - ``callbacks_p50`` / ``callbacks_p99``: latency of one callback, against one health check (ms);
@@ -308,11 +310,12 @@ def start_server(database_url: str, *, port: int, workers: int, threads: int) ->
         ALLOWED_HOSTS="127.0.0.1,localhost",
         DATABASE_URL=database_url,
         SIYU_DATA_DIR=str(ROOT / "var" / "bench"),
-        WEB_THREADS=str(threads),
     )
+    if threads:
+        env["WEB_THREADS"] = str(threads)
     env.pop("DEBUG", None)
     log_path = ROOT / "var" / "bench" / "callbacks-server.log"
-    log(f"starting siyu serve: {workers} workers × {threads} threads on 127.0.0.1:{port} (log {log_path})")
+    log(f"starting siyu serve: {workers} workers × {threads or 'default'} threads, port {port} ({log_path})")
     with open(log_path, "wb") as out:
         server = subprocess.Popen(  # noqa: S603 - our own command
             [
@@ -444,7 +447,8 @@ def verify(corp_id: int, requests: list[Request], result: LoadResult) -> tuple[i
             )
             rows, transactions = cursor.fetchone() or (0, 0)
         log(
-            f"inbox: {rows:,} rows committed in {transactions:,} transactions ({rows / transactions:.1f} a batch)"
+            f"inbox: {rows:,} rows committed in {transactions:,} transactions "
+            f"({rows / transactions:.1f} a batch)"
         )
     unacked_stored = sum(1 for key in sent - acked if key in counts)
     log(
@@ -553,7 +557,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20_000, help="distinct callbacks")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     parser.add_argument("--workers", type=int, default=2, help="server processes")
-    parser.add_argument("--threads", type=int, default=32, help="threads per server process")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="threads per server process (siyu serve's default)"
+    )
     parser.add_argument("--rounds", type=int, default=4, help="alternations of health checks and callbacks")
     parser.add_argument("--duplicates", type=float, default=0.05, help="share of callbacks delivered twice")
     parser.add_argument("--seed", type=int, default=1)

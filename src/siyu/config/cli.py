@@ -65,7 +65,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "--workers",
         str(workers),
         "--threads",
-        os.environ.get("WEB_THREADS", "4"),
+        # 16: the callback receiver's group commit needs requests in flight to fill its batches (a commit
+        # waits ~10 ms for the disk), and each thread may keep a database connection, so workers × threads
+        # must stay under PostgreSQL's max_connections (100 by default). See bench/callbacks.py.
+        os.environ.get("WEB_THREADS", "16"),
         "--graceful-timeout",
         "5",
     ]
