@@ -45,7 +45,7 @@ pytestmark = pytest.mark.django_db
 
 MARK_TAG = "externalcontact/mark_tag"
 REMARK = "externalcontact/remark"
-PASSWORD = "correct-horse-battery-staple"  # noqa: S105 - a test login's password
+PASSWORD = "correct-horse-battery-staple"
 
 
 # --- helpers ---------------------------------------------------------------------------------------------

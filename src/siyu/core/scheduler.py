@@ -2,8 +2,8 @@
 
 Apps register jobs (``register``) in their ``AppConfig.ready``. Each worker runs ``Beat`` in a thread; for
 every due job the workers race on one conditional UPDATE of its ``PeriodicJob`` row, so a job runs once per
-interval however many workers there are. Jobs must be cheap and idempotent: they look for work left behind (a lost
-wake-up, a worker that died, a deferred task a queue forgot) and enqueue tasks; the tasks do the work.
+interval however many workers there are. Jobs must be cheap and idempotent: they look for work left behind
+(a lost wake-up, a worker that died, a deferred task a queue forgot) and enqueue tasks; the tasks do the work.
 """
 
 from __future__ import annotations
