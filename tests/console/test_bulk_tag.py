@@ -203,7 +203,7 @@ def test_a_tag_deleted_while_the_job_runs_fails_it_with_the_reason(world: World,
     # then
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
-    assert "unknown tag" in job.error
+    assert "未知的标签" in job.error  # written by the worker, in the default language
     assert job.done == 1
 
 

@@ -295,10 +295,14 @@ def test_a_relation_of_another_customer_is_not_found(
 @pytest.mark.parametrize(
     ("form", "field", "message"),
     [
-        ({"remark": "长" * 65}, "remark", "at most 64"),
-        ({"description": "长" * 257}, "description", "at most 256"),
-        ({"remark_mobiles": "not-a-phone"}, "remark_mobiles", "not a phone number"),
-        ({"remark_mobiles": "\n".join(f"1380000000{i}" for i in range(6))}, "remark_mobiles", "at most 5"),
+        ({"remark": "长" * 65}, "remark", "备注最多 64 个字符"),
+        ({"description": "长" * 257}, "description", "描述最多 256 个字符"),
+        ({"remark_mobiles": "not-a-phone"}, "remark_mobiles", "不是有效的手机号"),
+        (
+            {"remark_mobiles": "\n".join(f"1380000000{i}" for i in range(6))},
+            "remark_mobiles",
+            "备注手机号最多 5 个",
+        ),
     ],
 )
 def test_a_bad_remark_is_shown_with_its_error_and_nothing_is_written(
@@ -492,8 +496,8 @@ def test_every_bad_custom_field_gets_its_own_error_and_nothing_is_written(
     for response in (plain, htmx):
         html = response.content.decode()
         assert response.status_code == 400
-        assert 'data-field="birthday"' in html and "not a date" in html
-        assert 'data-field="budget"' in html and "not a number" in html
+        assert 'data-field="birthday"' in html and "不是有效的日期" in html
+        assert 'data-field="budget"' in html and "不是有效的数字" in html
         assert 'data-field="level"' not in html
         assert 'value="lots"' in html  # what was typed comes back for correcting
     shared.refresh_from_db()

@@ -132,7 +132,9 @@ def test_a_field_is_renamed_and_its_values_stay(client: Client, world: World, le
     assert entry.detail == {"key": "level", "before": "会员等级", "after": "客户等级"}
 
 
-@pytest.mark.parametrize(("label", "message"), [("", "label is required"), ("长" * 41, "at most 40")])
+@pytest.mark.parametrize(
+    ("label", "message"), [("", "请填写显示名称"), ("长" * 41, "显示名称最多 40 个字符")]
+)
 def test_a_bad_label_is_refused_next_to_its_form(
     client: Client, world: World, level: CustomField, label: str, message: str
 ):

@@ -165,10 +165,10 @@ def test_a_configurer_creates_and_renames_tags_and_groups(client: Client, world:
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("", "name is required"),
-        ("   ", "name is required"),
-        ("长" * 31, "at most 30"),
-        ("北京", "already exists"),
+        ("", "请填写标签名称"),
+        ("   ", "请填写标签名称"),
+        ("长" * 31, "标签名称最多 30 个字符"),
+        ("北京", "已有标签“北京”"),  # the refusal reads in Chinese, the console's default
     ],
 )
 def test_a_bad_tag_name_is_shown_next_to_its_form_and_nothing_is_written(
@@ -193,7 +193,8 @@ def test_a_bad_tag_name_is_shown_next_to_its_form_and_nothing_is_written(
 
 
 @pytest.mark.parametrize(
-    ("name", "message"), [("", "name is required"), ("长" * 31, "at most 30"), ("地区", "already exists")]
+    ("name", "message"),
+    [("", "请填写标签组名称"), ("长" * 31, "标签组名称最多 30 个字符"), ("地区", "标签组“地区”已存在")],
 )
 def test_a_bad_group_name_is_refused(client: Client, world: World, region: TagGroup, name: str, message: str):
     # given
@@ -221,7 +222,7 @@ def test_a_group_whose_first_tags_are_bad_is_not_created(client: Client, world: 
 
     # then
     assert response.status_code == 400
-    assert "at most 30" in response.content.decode()
+    assert "标签名称最多 30 个字符" in response.content.decode()
     assert not TagGroup.objects.for_corp(world.corp).exists()
 
 

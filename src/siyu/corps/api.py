@@ -6,6 +6,7 @@ import datetime as dt
 
 from django.db.models import Count, Prefetch, QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 from ninja import Field, Query, Router, Schema
 
 from siyu.api.schemas import ERRORS, Id, current_actor, decode_id_cursor, encode_id_cursor
@@ -122,7 +123,7 @@ def get_staff(request: HttpRequest, staff_id: int) -> StaffOut:
     actor = current_actor(request)
     member = _staff(actor).filter(pk=staff_id).first()
     if member is None:
-        raise NotFound("staff member not found", code=ErrorCode.UNKNOWN_STAFF)
+        raise NotFound(_("staff member not found"), code=ErrorCode.UNKNOWN_STAFF)
     return StaffOut.of(member)
 
 
@@ -139,5 +140,5 @@ def get_department(request: HttpRequest, department_id: int) -> DepartmentOut:
     actor = current_actor(request)
     department = _departments(actor).filter(pk=department_id).first()
     if department is None:
-        raise NotFound("department not found")
+        raise NotFound(_("department not found"))
     return DepartmentOut.of(department)

@@ -107,7 +107,7 @@ def create_api_key(
 ) -> NewApiKey:
     """Create an API key; the plaintext is returned once and never stored."""
     if role not in Role.values:
-        raise Invalid(_("unknown role %(role)s") % {"role": repr(role)}, field="role")
+        raise Invalid(_("unknown role “%(role)s”") % {"role": role}, field="role")
     if staff is not None and staff.corp_id != corp.pk:
         raise Invalid(_("staff member belongs to another corp"), field="staff")
     plaintext = API_KEY_PREFIX + secrets.token_urlsafe(32)
@@ -149,11 +149,11 @@ def create_console_user(
 ) -> User:
     """Create a console login with a role in ``corp``."""
     if role not in Role.values:
-        raise Invalid(_("unknown role %(role)s") % {"role": repr(role)}, field="role")
+        raise Invalid(_("unknown role “%(role)s”") % {"role": role}, field="role")
     if staff is not None and staff.corp_id != corp.pk:
         raise Invalid(_("staff member belongs to another corp"), field="staff")
     if User.objects.filter(username=username).exists():
-        raise Conflict(_("user %(username)s already exists") % {"username": repr(username)})
+        raise Conflict(_("user “%(username)s” already exists") % {"username": username})
     user = User.objects.create_user(username=username, password=password)
     if is_superuser:
         user.is_superuser = True
@@ -168,7 +168,7 @@ def create_console_user(
 def set_membership(*, corp: Corp, user: User, role: str, staff: Staff | None = None) -> Membership:
     """Give an existing user a role in a corp (a superuser may hold several)."""
     if role not in Role.values:
-        raise Invalid(_("unknown role %(role)s") % {"role": repr(role)}, field="role")
+        raise Invalid(_("unknown role “%(role)s”") % {"role": role}, field="role")
     membership, _created = Membership.objects.update_or_create(
         corp=corp, user=user, defaults={"role": role, "staff": staff}
     )
@@ -353,7 +353,7 @@ def _check_role_links(
 ) -> list[Department]:
     """Validate a role with its staff link and departments; returns the departments that apply to the role."""
     if role not in Role.values:
-        raise Invalid(_("unknown role %(role)s") % {"role": repr(role)}, field="role")
+        raise Invalid(_("unknown role “%(role)s”") % {"role": role}, field="role")
     if staff is not None and staff.corp_id != corp.pk:
         raise Invalid(_("the staff member belongs to another corp"), field="staff")
     if any(d.corp_id != corp.pk for d in departments):
@@ -450,9 +450,7 @@ def create_console_user_as(
     if len(username) > USERNAME_MAX:
         raise Invalid(_("a username is at most %(max)d characters") % {"max": USERNAME_MAX}, field="username")
     if User.objects.filter(username__iexact=username).exists():
-        raise Invalid(
-            _("the username %(username)s is taken") % {"username": repr(username)}, field="username"
-        )
+        raise Invalid(_("the username “%(username)s” is taken") % {"username": username}, field="username")
     scoped = _check_role_links(corp=corp, role=role, staff=staff, departments=departments)
     generated = not password
     plaintext = password or generate_password()
@@ -561,7 +559,7 @@ def create_api_key_as(*, actor: Actor, name: str, role: str, staff: Staff | None
     if len(name) > API_KEY_NAME_MAX:
         raise Invalid(_("a name is at most %(max)d characters") % {"max": API_KEY_NAME_MAX}, field="name")
     if role not in Role.values:
-        raise Invalid(_("unknown role %(role)s") % {"role": repr(role)}, field="role")
+        raise Invalid(_("unknown role “%(role)s”") % {"role": role}, field="role")
     if staff is not None and staff.corp_id != actor.corp.pk:
         raise Invalid(_("the staff member belongs to another corp"), field="staff")
     if role in (Role.MANAGER, Role.STAFF) and staff is None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import Prefetch, prefetch_related_objects
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 from ninja import Field, Query, Router, Schema
 from ninja.responses import Status
 
@@ -266,12 +267,12 @@ def _customer_filter(actor: Actor, query: CustomerQuery) -> selectors.CustomerFi
         resolve_tags(actor.corp, tag_ids)
     staff_ids = set(query.staff)
     if staff_ids and Staff.objects.for_corp(actor.corp).filter(pk__in=staff_ids).count() != len(staff_ids):
-        raise _not_found("unknown staff id", ErrorCode.UNKNOWN_STAFF, "staff")
+        raise _not_found(_("unknown staff id"), ErrorCode.UNKNOWN_STAFF, "staff")
     department_ids = set(query.department)
     if department_ids and (
         Department.objects.for_corp(actor.corp).filter(pk__in=department_ids).count() != len(department_ids)
     ):
-        raise _not_found("unknown department id", ErrorCode.NOT_FOUND, "department")
+        raise _not_found(_("unknown department id"), ErrorCode.NOT_FOUND, "department")
     return selectors.CustomerFilter(
         q=query.q,
         tags_any=query.tag,
@@ -295,7 +296,7 @@ def _visible_relation(actor: Actor, customer_id: int, relation_id: int) -> Follo
         .first()
     )
     if relation is None:
-        raise NotFound("relation not found")
+        raise NotFound(_("relation not found"))
     relation.customer = customer
     return relation
 

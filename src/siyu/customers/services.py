@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db import NotSupportedError, transaction
 from django.db.models import F, Func, JSONField, Max
+from django.utils.translation import gettext as _
 
 from siyu.core.bulk import insert_rows, update_rows
 from siyu.core.clock import now
@@ -58,11 +59,17 @@ def upsert_customer(
 ) -> Customer:
     """Create a customer or update their WeCom profile; a change is a ``profile_changed`` event."""
     if not external_userid or len(external_userid) > 64:
-        raise Invalid("external_userid is required (at most 64 characters)", field="external_userid")
+        raise Invalid(_("external_userid is required (at most 64 characters)"), field="external_userid")
     if gender not in Customer.Gender.values:
-        raise Invalid(f"gender must be one of {Customer.Gender.values}", field="gender")
+        raise Invalid(
+            _("gender must be one of %(values)s") % {"values": ", ".join(map(str, Customer.Gender.values))},
+            field="gender",
+        )
     if type not in Customer.Type.values:
-        raise Invalid(f"type must be one of {Customer.Type.values}", field="type")
+        raise Invalid(
+            _("type must be one of %(values)s") % {"values": ", ".join(map(str, Customer.Type.values))},
+            field="type",
+        )
     values: dict[str, Any] = {
         "name": name[:64],
         "unionid": unionid,
@@ -100,10 +107,12 @@ def upsert_customer(
 def _clean_mobiles(mobiles: Iterable[str]) -> list[str]:
     cleaned = [m.strip() for m in mobiles if m and m.strip()]
     if len(cleaned) > MAX_REMARK_MOBILES:
-        raise Invalid(f"at most {MAX_REMARK_MOBILES} remark mobiles", field="remark_mobiles")
+        raise Invalid(
+            _("at most %(max)d remark mobiles") % {"max": MAX_REMARK_MOBILES}, field="remark_mobiles"
+        )
     for mobile in cleaned:
         if not MOBILE_RE.match(mobile):
-            raise Invalid(f"not a phone number: {mobile!r}", field="remark_mobiles")
+            raise Invalid(_("not a phone number: “%(mobile)s”") % {"mobile": mobile}, field="remark_mobiles")
     return cleaned
 
 
@@ -126,7 +135,7 @@ def add_follow_relation(
 ) -> FollowRelation:
     """Record that ``staff`` added ``customer``. Idempotent while the relation is active."""
     if staff.corp_id != customer.corp_id:
-        raise Invalid("staff member and customer belong to different corps", field="staff")
+        raise Invalid(_("staff member and customer belong to different corps"), field="staff")
     existing = FollowRelation.objects.for_corp(customer.corp_id).filter(
         customer=customer, staff=staff, status=FollowRelation.Status.ACTIVE
     )
@@ -181,7 +190,7 @@ def end_follow_relation(
         "customer": FollowRelation.Status.DELETED_BY_CUSTOMER,
     }
     if by not in statuses:
-        raise Invalid("by must be 'staff' or 'customer'", field="by")
+        raise Invalid(_("by must be 'staff' or 'customer'"), field="by")
     at = at or now()
     updated = FollowRelation.objects.filter(pk=relation.pk, status=FollowRelation.Status.ACTIVE).update(
         status=statuses[by], status_changed_at=at
@@ -224,11 +233,11 @@ def update_relation_remark(
     new: dict[str, Any] = {}
     if remark is not None:
         if len(remark) > 64:  # WeCom: remark up to 64 characters
-            raise Invalid("remark is at most 64 characters", field="remark")
+            raise Invalid(_("remark is at most 64 characters"), field="remark")
         new["remark"] = remark
     if description is not None:
         if len(description) > 256:  # WeCom: description up to 256 characters
-            raise Invalid("description is at most 256 characters", field="description")
+            raise Invalid(_("description is at most 256 characters"), field="description")
         new["description"] = description
     if remark_mobiles is not None:
         new["remark_mobiles"] = _clean_mobiles(remark_mobiles)
@@ -272,23 +281,29 @@ def _clean_custom_value(field: CustomField, raw: Any) -> Any:
     if field.kind == CustomField.Kind.TEXT:
         text = str(raw).strip()
         if len(text) > 500:
-            raise Invalid(f"{field.label}: at most 500 characters", field=field.key)
+            raise Invalid(_("%(label)s: at most 500 characters") % {"label": field.label}, field=field.key)
         return text
     if field.kind == CustomField.Kind.NUMBER:
         try:
             number = Decimal(str(raw))
         except InvalidOperation as exc:
-            raise Invalid(f"{field.label}: not a number", field=field.key) from exc
+            raise Invalid(_("%(label)s: not a number") % {"label": field.label}, field=field.key) from exc
         if not number.is_finite():
-            raise Invalid(f"{field.label}: not a number", field=field.key)
+            raise Invalid(_("%(label)s: not a number") % {"label": field.label}, field=field.key)
         return int(number) if number == number.to_integral_value() else float(number)
     if field.kind == CustomField.Kind.DATE:
         try:
             return dt.date.fromisoformat(str(raw)).isoformat()
         except ValueError as exc:
-            raise Invalid(f"{field.label}: not a date (YYYY-MM-DD)", field=field.key) from exc
+            raise Invalid(
+                _("%(label)s: not a date (YYYY-MM-DD)") % {"label": field.label}, field=field.key
+            ) from exc
     if str(raw) not in field.choices:
-        raise Invalid(f"{field.label}: must be one of {', '.join(field.choices)}", field=field.key)
+        raise Invalid(
+            _("%(label)s: must be one of %(choices)s")
+            % {"label": field.label, "choices": ", ".join(field.choices)},
+            field=field.key,
+        )
     return str(raw)
 
 
@@ -298,7 +313,7 @@ def set_custom_fields(*, customer: Customer, values: Mapping[str, Any], source: 
     fields = {f.key: f for f in CustomField.objects.for_corp(customer.corp_id)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise Invalid(f"unknown custom field(s): {', '.join(unknown)}", field=unknown[0])
+        raise Invalid(_("unknown custom field(s): %(keys)s") % {"keys": ", ".join(unknown)}, field=unknown[0])
     cleaned = {key: _clean_custom_value(fields[key], raw) for key, raw in values.items()}
     current = dict(customer.custom_fields)
     changed = [k for k, v in cleaned.items() if current.get(k) != v]
@@ -328,13 +343,15 @@ def create_custom_field(
 ) -> CustomField:
     """Define a per-corp profile field."""
     if not re.match(r"^[a-z][a-z0-9_]{0,39}$", key):
-        raise Invalid("key must start with a letter and use a–z, 0–9 and _ (at most 40)", field="key")
+        raise Invalid(_("key must start with a letter and use a–z, 0–9 and _ (at most 40)"), field="key")
     if kind not in CustomField.Kind.values:
-        raise Invalid(f"kind must be one of {', '.join(CustomField.Kind.values)}", field="kind")
+        raise Invalid(
+            _("kind must be one of %(kinds)s") % {"kinds": ", ".join(CustomField.Kind.values)}, field="kind"
+        )
     if kind == CustomField.Kind.CHOICE and not choices:
-        raise Invalid("a choice field needs choices", field="choices")
+        raise Invalid(_("a choice field needs choices"), field="choices")
     if CustomField.objects.for_corp(corp).filter(key=key).exists():
-        raise Invalid(f"custom field {key!r} already exists", field="key")
+        raise Invalid(_("custom field “%(key)s” already exists") % {"key": key}, field="key")
     order = CustomField.objects.for_corp(corp).count()
     return CustomField.objects.create(
         corp=corp, key=key, label=label.strip() or key, kind=kind, choices=choices or [], order=order
@@ -346,9 +363,9 @@ def add_note(*, customer: Customer, author_id: int | None, text: str, source: st
     """Add a note to a customer; the timeline records that a note was added, not its text."""
     text = text.strip()
     if not text:
-        raise Invalid("a note cannot be empty", field="text")
+        raise Invalid(_("a note cannot be empty"), field="text")
     if len(text) > 2000:
-        raise Invalid("a note is at most 2,000 characters", field="text")
+        raise Invalid(_("a note is at most 2,000 characters"), field="text")
     note = Note.objects.create(corp_id=customer.corp_id, customer=customer, author_id=author_id, text=text)
     record_event(
         corp_id=customer.corp_id,
@@ -402,9 +419,11 @@ class _JsonWithoutKey(Func):
 def _clean_label(label: str) -> str:
     label = label.strip()
     if not label:
-        raise Invalid("a label is required", field="label")
+        raise Invalid(_("a label is required"), field="label")
     if len(label) > CUSTOM_FIELD_LABEL_MAX:
-        raise Invalid(f"a label is at most {CUSTOM_FIELD_LABEL_MAX} characters", field="label")
+        raise Invalid(
+            _("a label is at most %(max)d characters") % {"max": CUSTOM_FIELD_LABEL_MAX}, field="label"
+        )
     return label
 
 
@@ -414,12 +433,15 @@ def _clean_choices(choices: Iterable[str]) -> list[str]:
         if not choice:
             continue
         if len(choice) > CUSTOM_FIELD_CHOICE_MAX:
-            raise Invalid(f"a choice is at most {CUSTOM_FIELD_CHOICE_MAX} characters", field="choices")
+            raise Invalid(
+                _("a choice is at most %(max)d characters") % {"max": CUSTOM_FIELD_CHOICE_MAX},
+                field="choices",
+            )
         if choice in cleaned:
-            raise Invalid(f"the choice {choice!r} is listed twice", field="choices")
+            raise Invalid(_("the choice “%(choice)s” is listed twice") % {"choice": choice}, field="choices")
         cleaned.append(choice)
     if len(cleaned) > CUSTOM_FIELD_CHOICES_MAX:
-        raise Invalid(f"at most {CUSTOM_FIELD_CHOICES_MAX} choices", field="choices")
+        raise Invalid(_("at most %(max)d choices") % {"max": CUSTOM_FIELD_CHOICES_MAX}, field="choices")
     return cleaned
 
 
@@ -456,7 +478,7 @@ def rename_custom_field(*, actor: Actor, field: CustomField, label: str) -> Cust
     """Change a custom field's label (its key, kind and values stay). Audited."""
     actor.require_configure()
     if field.corp_id != actor.corp.pk:
-        raise NotFound("custom field not found")
+        raise NotFound(_("custom field not found"))
     label = _clean_label(label)
     if label != field.label:
         before = field.label
@@ -472,7 +494,7 @@ def reorder_custom_fields(*, actor: Actor, field_ids: Sequence[int]) -> None:
     actor.require_configure()
     fields = {f.pk: f for f in CustomField.objects.for_corp(actor.corp).select_for_update()}
     if len(field_ids) != len(set(field_ids)) or set(field_ids) != set(fields):
-        raise Invalid("the new order must list every custom field of the corp once", field="field_ids")
+        raise Invalid(_("the new order must list every custom field of the corp once"), field="field_ids")
     changed = []
     for order, pk in enumerate(field_ids):
         if fields[pk].order != order:
@@ -500,7 +522,7 @@ def delete_custom_field(*, actor: Actor, field: CustomField) -> int:
     """Delete a custom field and every customer's value of it, together; returns how many values. Audited."""
     actor.require_configure()
     if field.corp_id != actor.corp.pk:
-        raise NotFound("custom field not found")
+        raise NotFound(_("custom field not found"))
     holders = Customer.objects.for_corp(actor.corp).filter(custom_fields__has_key=field.key)
     removed = holders.update(custom_fields=_JsonWithoutKey("custom_fields", field.key))
     _audit_field(actor, "custom_field.delete", field, label=field.label, customers=removed)
@@ -589,9 +611,9 @@ def import_relations(
         return []
     for item in items:
         if not item.external_userid or len(item.external_userid) > 64:
-            raise Invalid("external_userid is required (at most 64 characters)", field="external_userid")
+            raise Invalid(_("external_userid is required (at most 64 characters)"), field="external_userid")
         if item.staff.corp_id != corp.pk:
-            raise Invalid("staff member belongs to another corp", field="staff")
+            raise Invalid(_("staff member belongs to another corp"), field="staff")
     moment = now()
     by_customer: dict[str, dict[int, RelationImport]] = {}
     for item in items:

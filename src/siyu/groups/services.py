@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from siyu.core.clock import now
 from siyu.core.errors import Invalid
@@ -116,7 +117,7 @@ def apply_group_chat(
     callback said how members left, with ``quit_scene``.
     """
     if not info.chat_id or len(info.chat_id) > 64:
-        raise Invalid("chat_id is required (at most 64 characters)", field="chat_id")
+        raise Invalid(_("chat_id is required (at most 64 characters)"), field="chat_id")
     at = at or now()
     extra = dict(payload_extra or {})
     group = GroupChat.objects.for_corp(corp).select_for_update().filter(chat_id=info.chat_id).first()

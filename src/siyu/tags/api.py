@@ -6,6 +6,7 @@ import datetime as dt
 
 from django.db.models import Count, Prefetch
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 from ninja import Field, Router, Schema
 from ninja.responses import Status
 
@@ -116,21 +117,21 @@ def _groups(actor: Actor, group_id: int | None = None) -> list[TagGroup]:
 def _group(actor: Actor, group_id: int) -> TagGroup:
     group = TagGroup.objects.for_corp(actor.corp).filter(pk=group_id).first()
     if group is None:
-        raise NotFound("tag group not found")
+        raise NotFound(_("tag group not found"))
     return group
 
 
 def _group_out(actor: Actor, group_id: int) -> TagGroupOut:
     groups = _groups(actor, group_id)
     if not groups:
-        raise NotFound("tag group not found")
+        raise NotFound(_("tag group not found"))
     return TagGroupOut.of(groups[0], _customer_counts(actor, [t.pk for t in groups[0].tags.all()]))
 
 
 def _tag(actor: Actor, tag_id: int) -> Tag:
     tag = Tag.objects.for_corp(actor.corp).filter(pk=tag_id).first()
     if tag is None:
-        raise NotFound("tag not found", code=ErrorCode.UNKNOWN_TAG)
+        raise NotFound(_("tag not found"), code=ErrorCode.UNKNOWN_TAG)
     return tag
 
 

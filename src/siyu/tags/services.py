@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.utils.translation import gettext as _
 
 from siyu.core.bulk import insert_rows
 from siyu.core.clock import now
@@ -30,10 +31,16 @@ MAX_NAME = 30  # WeCom: tag and tag-group names are at most 30 characters
 
 def _clean_name(name: str, what: str) -> str:
     name = (name or "").strip()
+    group = what == "tag group"  # one whole sentence per kind of name, so that each translates as one
     if not name:
-        raise Invalid(f"{what} name is required", field="name")
+        raise Invalid(_("tag group name is required") if group else _("tag name is required"), field="name")
     if len(name) > MAX_NAME:
-        raise Invalid(f"{what} name is at most {MAX_NAME} characters", field="name")
+        message = (
+            _("tag group name is at most %(max)d characters")
+            if group
+            else _("tag name is at most %(max)d characters")
+        )
+        raise Invalid(message % {"max": MAX_NAME}, field="name")
     return name
 
 
@@ -50,7 +57,7 @@ def create_tag_group(
     """Create a tag group with its first tags; ``in_wecom`` creates it in WeCom too (needs a first tag)."""
     name = _clean_name(name, "tag group")
     if TagGroup.objects.for_corp(corp).filter(name=name).exists():
-        raise Invalid(f"tag group {name!r} already exists", field="name")
+        raise Invalid(_("tag group “%(name)s” already exists") % {"name": name}, field="name")
     order = (TagGroup.objects.for_corp(corp).aggregate(m=Max("order"))["m"] or 0) + 1
     group = TagGroup.objects.create(corp=corp, name=name, order=order, wecom_group_id=wecom_group_id)
     tags = [create_tag(group=group, name=tag_name) for tag_name in tag_names]
@@ -64,7 +71,7 @@ def rename_tag_group(*, group: TagGroup, name: str, source: str | None = None) -
     """Rename a group; a WeCom group renamed in Siyu (``source`` given) is renamed in WeCom too."""
     name = _clean_name(name, "tag group")
     if TagGroup.objects.for_corp(group.corp_id).filter(name=name).exclude(pk=group.pk).exists():
-        raise Invalid(f"tag group {name!r} already exists", field="name")
+        raise Invalid(_("tag group “%(name)s” already exists") % {"name": name}, field="name")
     if group.name == name:
         return group
     group.name = name
@@ -79,7 +86,10 @@ def create_tag(*, group: TagGroup, name: str, wecom_tag_id: str = "", source: st
     """Create a tag; one made in Siyu (``source`` given) in a WeCom group is created in WeCom too."""
     name = _clean_name(name, "tag")
     if Tag.objects.for_corp(group.corp_id).filter(group=group, name=name).exists():
-        raise Invalid(f"tag {name!r} already exists in {group.name}", field="name")
+        raise Invalid(
+            _("tag “%(name)s” already exists in “%(group)s”") % {"name": name, "group": group.name},
+            field="name",
+        )
     order = (Tag.objects.for_corp(group.corp_id).filter(group=group).aggregate(m=Max("order"))["m"] or 0) + 1
     tag = Tag.objects.create(
         corp_id=group.corp_id, group=group, name=name, order=order, wecom_tag_id=wecom_tag_id
@@ -94,7 +104,7 @@ def rename_tag(*, tag: Tag, name: str, source: str | None = None) -> Tag:
     """Rename a tag; a WeCom tag renamed in Siyu (``source`` given) is renamed in WeCom too."""
     name = _clean_name(name, "tag")
     if Tag.objects.for_corp(tag.corp_id).filter(group_id=tag.group_id, name=name).exclude(pk=tag.pk).exists():
-        raise Invalid(f"tag {name!r} already exists in this group", field="name")
+        raise Invalid(_("tag “%(name)s” already exists in this group") % {"name": name}, field="name")
     if tag.name == name:
         return tag
     tag.name = name
@@ -109,7 +119,7 @@ def reorder_tag_groups(*, corp: Corp, group_ids: Sequence[int]) -> None:
     """Set the display order of groups to the order of ``group_ids`` (all of the corp's groups)."""
     groups = {g.pk: g for g in TagGroup.objects.for_corp(corp)}
     if sorted(group_ids) != sorted(groups):
-        raise Invalid("the new order must list every tag group exactly once", field="group_ids")
+        raise Invalid(_("the new order must list every tag group exactly once"), field="group_ids")
     for position, group_id in enumerate(group_ids, start=1):
         TagGroup.objects.filter(pk=group_id).update(order=position)
 
@@ -119,7 +129,7 @@ def reorder_tags(*, group: TagGroup, tag_ids: Sequence[int]) -> None:
     """Set the order of a group's tags to the order of ``tag_ids`` (all of the group's tags)."""
     tags = set(Tag.objects.for_corp(group.corp_id).filter(group=group).values_list("pk", flat=True))
     if sorted(tag_ids) != sorted(tags):
-        raise Invalid("the new order must list every tag of the group exactly once", field="tag_ids")
+        raise Invalid(_("the new order must list every tag of the group exactly once"), field="tag_ids")
     for position, tag_id in enumerate(tag_ids, start=1):
         Tag.objects.filter(pk=tag_id).update(order=position)
 
@@ -163,7 +173,10 @@ def resolve_tags(corp: Corp | int, tag_ids: Iterable[int]) -> list[Tag]:
     found = {t.pk: t for t in Tag.objects.for_corp(corp_id).filter(pk__in=wanted)}
     missing = [t for t in wanted if t not in found]
     if missing:
-        raise NotFound(f"unknown tag id(s): {', '.join(map(str, missing))}", code=ErrorCode.UNKNOWN_TAG)
+        raise NotFound(
+            _("unknown tag id(s): %(ids)s") % {"ids": ", ".join(map(str, missing))},
+            code=ErrorCode.UNKNOWN_TAG,
+        )
     return [found[t] for t in wanted]
 
 
@@ -185,13 +198,13 @@ def mark_relation_tags(
 ) -> MarkResult:
     """Tag and untag one customer–staff relation. A tag already there is not applied again."""
     if relation.status != FollowRelation.Status.ACTIVE and (add or remove):
-        raise Invalid("this relation has ended; its tags are kept as they were", field="relation")
+        raise Invalid(_("this relation has ended; its tags are kept as they were"), field="relation")
     for tag in [*add, *remove]:
         if tag.corp_id != relation.corp_id:
-            raise NotFound(f"unknown tag id: {tag.pk}", code=ErrorCode.UNKNOWN_TAG)
+            raise NotFound(_("unknown tag id: %(id)s") % {"id": tag.pk}, code=ErrorCode.UNKNOWN_TAG)
     overlap = {t.pk for t in add} & {t.pk for t in remove}
     if overlap:
-        raise Invalid("a tag cannot be added and removed at once", field="tags")
+        raise Invalid(_("a tag cannot be added and removed at once"), field="tags")
     present = set(
         RelationTag.objects.for_corp(relation.corp_id)
         .filter(relation=relation)
@@ -287,9 +300,9 @@ def tag_customers(
     add = resolve_tags(actor.corp, add_tag_ids)
     remove = resolve_tags(actor.corp, remove_tag_ids)
     if not add and not remove:
-        raise Invalid("choose at least one tag to add or remove", field="tags")
+        raise Invalid(_("choose at least one tag to add or remove"), field="tags")
     if {t.pk for t in add} & {t.pk for t in remove}:
-        raise Invalid("a tag cannot be added and removed at once", field="tags")
+        raise Invalid(_("a tag cannot be added and removed at once"), field="tags")
     with transaction.atomic():
         relations = list(
             FollowRelation.objects.for_corp(actor.corp)
@@ -414,7 +427,7 @@ def link_tag_group(*, group: TagGroup, wecom_group_id: str) -> TagGroup:
         .exclude(pk=group.pk)
         .exists()
     ):
-        raise Invalid("another tag group is already tied to this WeCom group", field="wecom_group_id")
+        raise Invalid(_("another tag group is already tied to this WeCom group"), field="wecom_group_id")
     group.wecom_group_id = wecom_group_id
     group.save(update_fields=["wecom_group_id"])
     return group
@@ -424,7 +437,7 @@ def link_tag_group(*, group: TagGroup, wecom_group_id: str) -> TagGroup:
 def link_tag(*, tag: Tag, wecom_tag_id: str) -> Tag:
     """Tie a Siyu tag to the WeCom tag of the same name in the same group."""
     if Tag.objects.for_corp(tag.corp_id).filter(wecom_tag_id=wecom_tag_id).exclude(pk=tag.pk).exists():
-        raise Invalid("another tag is already tied to this WeCom tag", field="wecom_tag_id")
+        raise Invalid(_("another tag is already tied to this WeCom tag"), field="wecom_tag_id")
     tag.wecom_tag_id = wecom_tag_id
     tag.save(update_fields=["wecom_tag_id"])
     return tag
@@ -466,7 +479,7 @@ def add_relation_tags(
     corp_id = pairs[0][0].corp_id
     for relation, tag in pairs:
         if relation.corp_id != corp_id or tag.corp_id != corp_id:
-            raise NotFound(f"unknown tag id: {tag.pk}", code=ErrorCode.UNKNOWN_TAG)
+            raise NotFound(_("unknown tag id: %(id)s") % {"id": tag.pk}, code=ErrorCode.UNKNOWN_TAG)
     wanted = {(r.pk, t.pk): (r, t) for r, t in pairs}
     moment = now()
     with transaction.atomic(savepoint=False):  # all or nothing with the caller's transaction

@@ -31,6 +31,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Min, Q
+from django.utils.translation import gettext as _
 from pydantic import BaseModel, ValidationError
 
 from siyu.core.clock import now
@@ -159,7 +160,7 @@ def get_write(*, corp: Corp, idempotency_key: str) -> Outbox:
     """The outbox row of a write, by its idempotency key."""
     row = Outbox.objects.for_corp(corp).filter(idempotency_key=idempotency_key).first()
     if row is None:
-        raise NotFound("no such WeCom write")
+        raise NotFound(_("no such WeCom write"))
     return row
 
 
@@ -168,9 +169,9 @@ def requeue_write(*, corp: Corp, outbox_id: int) -> Outbox:
     with transaction.atomic():
         row = Outbox.objects.for_corp(corp).select_for_update().filter(pk=outbox_id).first()
         if row is None:
-            raise NotFound("no such WeCom write")
+            raise NotFound(_("no such WeCom write"))
         if row.status != Outbox.Status.FAILED:
-            raise Invalid("only a failed write can be sent again", field="status")
+            raise Invalid(_("only a failed write can be sent again"), field="status")
         row.status = Outbox.Status.PENDING
         row.attempts = 0
         row.next_attempt_at = now()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Count, Min, QuerySet
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from siyu.core.clock import now
@@ -92,7 +93,7 @@ def get_outbox_write(corp: Corp, row_id: int) -> Outbox:
     """One write of the corp's outbox (404 for another corp's)."""
     row = Outbox.objects.for_corp(corp).filter(pk=row_id).first()
     if row is None:
-        raise NotFound("no such WeCom write")
+        raise NotFound(gettext("no such WeCom write"))
     return row
 
 
