@@ -286,7 +286,10 @@ def fire(
         pickle.dump(requests, f)
     command = [sys.executable, __file__, "--load-child", str(path), "--port", str(port)]
     command += ["--concurrency", str(concurrency), "--max-seconds", str(max_seconds), "--client", client]
-    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    try:
+        done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    finally:
+        path.unlink(missing_ok=True)
     data = json.loads(done.stdout.strip().splitlines()[-1])
     return LoadResult(data["seconds"], data["latencies_ms"], data["statuses"], data["client_cpu_s"])
 

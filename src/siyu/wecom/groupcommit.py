@@ -82,7 +82,7 @@ class GroupCommitter:
             if self._stopping:
                 raise NotStored("the committer is stopping")
             self._waiting.append(waiter)
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():  # first use, or a thread that died
                 self._thread = threading.Thread(target=self._run, name="inbox-group-commit", daemon=True)
                 self._thread.start()
         self._wake.set()
