@@ -13,7 +13,7 @@ from pytest_django.fixtures import Settings
 from siyu.core.errors import Invalid
 from siyu.core.models import Job
 from siyu.corps.access import Actor
-from siyu.corps.models import AuditLog, Role
+from siyu.corps.models import AuditLog, Membership, Role
 from siyu.corps.services import create_console_user
 from siyu.customers import bulk
 from siyu.customers.bulk import BULK_TAG, process_bulk_tag_job, start_bulk_tag
@@ -205,6 +205,23 @@ def test_a_tag_deleted_while_the_job_runs_fails_it_with_the_reason(world: World,
     assert job.status == Job.Status.FAILED
     assert "未知的标签" in job.error  # written by the worker, in the default language
     assert job.done == 1
+
+
+def test_a_job_whose_starter_lost_their_role_fails_saying_so(world: World) -> None:
+    # given: 王芳 starts a job, then loses her role in the corp before it runs
+    customers = customers_of(world, 2)
+    vip = factories.make_tag(world.corp, "VIP")
+    job = start_bulk_tag(actor=world.staff_wang, customer_ids=[c.pk for c in customers], add_tag_ids=[vip.pk])
+    Membership.objects.filter(corp=world.corp, user_id=world.staff_wang.user_id).delete()
+
+    # when
+    process_bulk_tag_job(job_id=job.pk)
+
+    # then: nothing tagged, and the reason reads in the default language
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert job.error == "发起此任务的用户已无法再打标签"
+    assert not RelationTag.objects.for_corp(world.corp).exists()
 
 
 @pytest.mark.parametrize(

@@ -173,8 +173,9 @@ def process_bulk_tag_job(*, job_id: int, max_batches: int | None = None) -> Job 
     try:
         actor = _actor_for_job(job)
     except (DomainError, get_user_model().DoesNotExist, ApiKey.DoesNotExist):
+        # Shown on the job's page; written in the worker's language, the configured default.
         return _finish(
-            job_id, status=Job.Status.FAILED, error="the user who started this job can no longer tag"
+            job_id, status=Job.Status.FAILED, error=_("the user who started this job can no longer tag")
         )
     Job.objects.filter(pk=job_id, status=Job.Status.PENDING).update(status=Job.Status.RUNNING)
     batch_size = cast(int, settings.SIYU["BULK_BATCH_SIZE"])
