@@ -13,7 +13,6 @@ path); this is how they write.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -35,9 +34,15 @@ def _fields(model: type[models.Model], names: Sequence[str]) -> list[models.Fiel
 
 def _adapter(field: models.Field[Any, Any]) -> Callable[[Any], Any] | None:
     """How a Python value of ``field`` is written, for the fields that need more than the driver does."""
+    postgres = connection.vendor == "postgresql"
     if isinstance(field, models.DateTimeField):
-        return connection.ops.adapt_datetimefield_value  # SQLite: naive UTC text, as the ORM writes it
+        # PostgreSQL takes aware datetimes as they are; SQLite gets naive UTC text, as the ORM writes it.
+        return None if postgres else connection.ops.adapt_datetimefield_value
     if isinstance(field, models.JSONField):
+        if postgres and field.encoder is None:
+            from psycopg.types.json import Jsonb
+
+            return Jsonb  # what the field's own preparation wraps the value in, without its layers
         return lambda value: field.get_db_prep_save(value, connection)
     return None
 
@@ -90,11 +95,16 @@ def _cursor(*, raw: bool = False) -> Any:
     return connection.cursor()
 
 
-@functools.lru_cache(maxsize=64)
+_PLACEHOLDERS: list[str] = []
+
+
 def _numbered_values(width: int, count: int) -> str:
     """``($1, $2), ($3, $4)`` for ``count`` rows of ``width`` values."""
+    needed = width * count
+    if len(_PLACEHOLDERS) < needed:  # made once, up to the largest statement so far (≤ 65,535)
+        _PLACEHOLDERS.extend(f"${n}" for n in range(len(_PLACEHOLDERS) + 1, needed + 1))
     return ", ".join(
-        "(" + ", ".join(f"${row * width + i + 1}" for i in range(width)) + ")" for row in range(count)
+        "(" + ", ".join(_PLACEHOLDERS[start : start + width]) + ")" for start in range(0, needed, width)
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from siyu.core.bulk import insert_rows
 from siyu.core.clock import now
 from siyu.core.errors import Invalid
 from siyu.corps.models import Corp, Staff
@@ -100,6 +101,15 @@ def _record_stay_event(
     )
 
 
+STAY_COLUMNS = (
+    "corp", "group", "userid", "type", "staff", "customer", "unionid", "name", "group_nickname",
+    "invitor_userid", "join_scene", "joined_at",
+)  # fmt: skip
+EVENT_COLUMNS = (
+    "corp", "customer", "staff", "kind", "occurred_at", "source", "payload", "dedupe_key", "recorded_at",
+)  # fmt: skip
+
+
 @transaction.atomic
 def apply_group_chat(
     *,
@@ -163,7 +173,8 @@ def apply_group_chat(
     staff = dict(Staff.objects.for_corp(corp).filter(userid__in=staff_ids).values_list("userid", "pk"))
 
     joined: list[str] = []
-    new_stays: list[GroupMember] = []
+    new_stays: list[tuple[Any, ...]] = []
+    moment = now()
     for userid, member_info in listed.items():
         stay = current.get(userid)
         customer_id = customers.get(userid) if member_info.type == GroupMember.Type.EXTERNAL else None
@@ -182,40 +193,53 @@ def apply_group_chat(
                 stay.save(update_fields=dirty)
             continue
         new_stays.append(
-            GroupMember(
-                corp=corp,
-                group=group,
-                userid=userid,
-                type=member_info.type,
-                staff_id=staff_id,
-                customer_id=customer_id,
-                unionid=member_info.unionid,
-                name=member_info.name[:64],
-                group_nickname=member_info.group_nickname[:64],
-                invitor_userid=member_info.invitor_userid,
-                join_scene=member_info.join_scene,
-                joined_at=member_info.join_time or at,
+            (
+                corp.pk,
+                group.pk,
+                userid,
+                member_info.type,
+                staff_id,
+                customer_id,
+                member_info.unionid,
+                member_info.name[:64],
+                member_info.group_nickname[:64],
+                member_info.invitor_userid,
+                member_info.join_scene,
+                member_info.join_time or at,
             )
         )
         joined.append(userid)
     # The joins in two statements (a sync's first pass adds every member of every group), with the events
-    # record_event would append one by one; the keys name new stays, so none can be on record yet.
-    GroupMember.objects.bulk_create(new_stays)
-    Event.objects.bulk_create(
-        [
-            Event(
-                corp_id=group.corp_id,
-                customer_id=stay.customer_id,
-                kind=Event.Kind.GROUP_JOINED,
-                source=source,
-                occurred_at=stay.joined_at,
-                payload=_stay_payload(stay, group, kind=Event.Kind.GROUP_JOINED, extra=extra),
-                dedupe_key=f"{Event.Kind.GROUP_JOINED}:stay:{stay.pk}",
+    # record_event would append one by one (keyed by the new stays, so none is on record yet).
+    stay_ids = dict(
+        insert_rows(GroupMember, STAY_COLUMNS, new_stays, returning=("userid", "id")) if new_stays else []
+    )
+    insert_rows(
+        Event,
+        EVENT_COLUMNS,
+        (
+            (
+                corp.pk,
+                customer_id,
+                None,
+                Event.Kind.GROUP_JOINED.value,
+                joined_at,
+                source,
+                {
+                    "chat_id": group.chat_id,
+                    "group": group.name,
+                    "group_id": group.pk,
+                    "stay_id": stay_ids[userid],
+                    "join_scene": join_scene,
+                    **extra,
+                },
+                f"{Event.Kind.GROUP_JOINED}:stay:{stay_ids[userid]}",
+                moment,
             )
-            for stay in new_stays
-            if stay.customer_id is not None  # not a customer of the corp: no timeline
-        ],
-        ignore_conflicts=True,
+            for _c, _g, userid, _t, _s, customer_id, _u, _n, _nick, _i, join_scene, joined_at in new_stays
+            # Not a customer of the corp: no timeline.
+            if customer_id is not None and userid in stay_ids
+        ),
     )
 
     left: list[str] = []

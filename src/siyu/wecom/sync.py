@@ -794,13 +794,13 @@ def _end_missing_relations(runner: Runner, lists: list[tuple[str, dt.datetime, s
     """End the active relations of these members that their customer lists (userid, when read, the
     external_userids) no longer show; one read for all of them, streamed."""
     by_userid = {userid: (listed_at, in_wecom) for userid, listed_at, in_wecom in lists}
-    earliest = min(listed_at for _userid, listed_at, _ids in lists)
+    latest = max(listed_at for _userid, listed_at, _ids in lists)  # each member's own moment is checked below
     local = (
         FollowRelation.objects.for_corp(runner.corp)
         .filter(
             staff__userid__in=list(by_userid),
             status=FollowRelation.Status.ACTIVE,
-            added_at__lt=earliest - DELETION_GRACE,
+            added_at__lt=latest - DELETION_GRACE,
         )
         .values_list("pk", "staff__userid", "customer__external_userid", "added_at")
     )
