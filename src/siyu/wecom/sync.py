@@ -590,7 +590,6 @@ def _apply_relations_page(runner: Runner, relations: Iterable[s.CustomerRelation
     corp = runner.corp
     entries = list(relations)
     external_ids = {e.external_contact.external_userid for e in entries}
-    mirror.prefetch_pending_writes(external_ids)
     profiles: dict[str, tuple[Any, ...]] = {}
     customer_ids: dict[str, int] = {}
     for pk, external_userid, *profile in (
@@ -601,6 +600,9 @@ def _apply_relations_page(runner: Runner, relations: Iterable[s.CustomerRelation
         customer_ids[external_userid] = pk
         profiles[external_userid] = tuple(profile)
     known = _known_relations(corp, list(customer_ids.values())) if customer_ids else {}
+    # Siyu's writes still on their way to WeCom are on relations Siyu has, so of customers it knows: the
+    # others (most of a first sync) need no look-up.
+    mirror.prefetch_pending_writes(customer_ids)
     imports: list[tuple[RelationImport, RelationFacts]] = []
     stale: list[tuple[int, RelationFacts]] = []
     for entry in entries:
