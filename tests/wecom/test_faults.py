@@ -23,6 +23,7 @@ from unittest import mock
 
 import pytest
 from django.db import OperationalError, connection, connections
+from django.db.backends.utils import CursorWrapper
 
 from siyu.core import clock
 from siyu.corps.services import create_corp
@@ -140,24 +141,27 @@ def _closed_port() -> int:
 def database_down() -> Iterator[None]:
     """The database is unreachable for the web server.
 
-    PostgreSQL: new connections go to a closed port and are refused (the live server's thread opens one per
-    request). SQLite: the live server shares the test's in-memory database connection, so every statement on
-    it fails the way it does when the database file cannot be opened.
+    PostgreSQL: the server's open connections are terminated (as by a restart) and new ones go to a closed
+    port and are refused. SQLite (the live server's threads have their own connections to the shared in-memory
+    test database): every statement of the process fails the way it does when the file cannot be opened.
     """
     if connection.vendor == "postgresql":
         shared = connections.settings["default"]  # the dict every thread's connection is made from
         saved = (shared["HOST"], shared["PORT"])
         shared["HOST"], shared["PORT"] = "127.0.0.1", _closed_port()
+        with connection.cursor() as cursor:  # the test's own connection stays
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
         try:
             yield
         finally:
             shared["HOST"], shared["PORT"] = saved
         return
 
-    def refuse(*_args: Any) -> None:
-        raise OperationalError("unable to open database file")
-
-    with connection.execute_wrapper(refuse):
+    refused = OperationalError("unable to open database file")
+    with mock.patch.object(CursorWrapper, "_execute_with_wrappers", side_effect=refused):
         yield
 
 
@@ -180,12 +184,16 @@ def test_callbacks_refused_while_the_database_is_down_are_redelivered_stored_onc
         tokens.forget_cached()
         corp = sim_corp(sim)
         sim.config.callback_url = f"{live_server.url}/wecom/callback/{corp.corpid}/"
-        # given the database is down while customers add members in WeCom
+        # given a callback stored while all is well (the server has its database connections)
+        added = [sim.actions.add_customer(state="web")["external_userid"]]
+        assert sim.sender.wait_idle(timeout=30)
+        assert [d.status for d in sim.sender.log] == ["delivered"]
+        # and the database down while customers add members in WeCom
         with database_down():
-            added = [sim.actions.add_customer(state="expo")["external_userid"] for _ in range(4)]
-            member = next(iter(sim.state.customers[added[0]].follows))
-            sim.actions.edit_remark(userid=member, external_userid=added[0], remark="先到")
-            deliveries = sorted(sim.sender.log, key=lambda d: d.id)
+            added += [sim.actions.add_customer(state="expo")["external_userid"] for _ in range(4)]
+            member = next(iter(sim.state.customers[added[1]].follows))
+            sim.actions.edit_remark(userid=member, external_userid=added[1], remark="先到")
+            deliveries = sorted(sim.sender.log, key=lambda d: d.id)[1:]
             assert len(deliveries) == 5
             # when every callback has been refused once
             wait_until(lambda: all(d.errors for d in deliveries), what="a refusal of every callback")
@@ -196,7 +204,7 @@ def test_callbacks_refused_while_the_database_is_down_are_redelivered_stored_onc
             assert delivery.status == "delivered", delivery.public()
             assert delivery.errors[0].startswith("HTTP 5"), delivery.errors
             assert delivery.attempts >= 2
-        assert InboxEvent.objects.for_corp(corp).count() == 5
+        assert InboxEvent.objects.for_corp(corp).count() == 6
         # and the real worker makes every change of them: nothing lost
         run_tasks()
         assert set(InboxEvent.objects.for_corp(corp).values_list("status", flat=True)) == {
