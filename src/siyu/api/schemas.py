@@ -8,6 +8,7 @@ import json
 from typing import Annotated, Any
 
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 from ninja import Field, Schema
 
 from siyu.core.errors import ErrorCode, Invalid
@@ -90,6 +91,6 @@ def decode_id_cursor(cursor: str) -> int:
             raise ValueError("not an id cursor")
     except (ValueError, TypeError, binascii.Error) as exc:
         raise Invalid(
-            "the page cursor is not valid for this list", field="cursor", code=ErrorCode.BAD_CURSOR
+            _("the page cursor is not valid for this list"), field="cursor", code=ErrorCode.BAD_CURSOR
         ) from exc
     return pk
