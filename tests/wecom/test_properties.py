@@ -44,7 +44,7 @@ pytestmark = pytest.mark.django_db
 
 # A small corp keeps an example to about a second of CPU: a few members, customers and groups are enough for
 # every collision (two members of one customer, a customer in two groups, a tag on several relations).
-CORP_SIZE = {"staff": 3, "customers": 5, "groups": 2}
+CORP_SIZE: dict[str, Any] = {"staff": 3, "customers": 5, "groups": 2}
 REMARKS = ["", "老客户", "张总", "VIP 回访"]
 STATES = ["", "web-home", "expo-2024"]
 TAG_NAMES = ["高意向", "已成交", "待跟进"]
