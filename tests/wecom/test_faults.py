@@ -30,7 +30,7 @@ from siyu.corps.services import create_corp
 from siyu.customers.models import Customer, Event, FollowRelation
 from siyu.simulator.app import Simulator
 from siyu.simulator.testing import running_simulator
-from siyu.wecom import outbox, tokens
+from siyu.wecom import groupcommit, outbox, tokens
 from siyu.wecom import schemas as s
 from siyu.wecom.inbox import claim_batch, drain_inbox, process_row
 from siyu.wecom.mirror import Mirror
@@ -45,6 +45,14 @@ pytestmark = pytest.mark.django_db
 postgresql_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="another process needs the test database on a server"
 )
+
+
+@pytest.fixture(autouse=True)
+def _no_committer_left() -> Iterator[None]:
+    """Callbacks stored outside a test transaction go through the process's group committer (PostgreSQL),
+    whose connection would outlive the test and keep the test database from being dropped."""
+    yield
+    groupcommit.shutdown()
 
 
 class Killed(BaseException):
@@ -105,11 +113,14 @@ def sim_corp(sim: Simulator) -> Any:
     )
 
 
+WORKER_APP = "siyu-test-worker"  # the worker process's database sessions, by application_name
+
+
 def worker_env(sim: Simulator) -> dict[str, str]:
     """The environment of a worker process on the test database, talking to the simulator."""
     db = connection.settings_dict
     host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-    url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{host}/{db['NAME']}"
+    url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{host}/{db['NAME']}?application_name={WORKER_APP}"
     return {
         **os.environ,
         "DATABASE_URL": url,
@@ -124,8 +135,16 @@ def start_worker(sim: Simulator, code: str) -> subprocess.Popen[bytes]:
 
 
 def kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the worker, then wait for the database server to notice its connection is gone."""
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
+
+    def gone() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [WORKER_APP])
+            return cursor.fetchone()[0] == 0
+
+    wait_until(gone, what="the killed worker's database session to end")
 
 
 # --- 1. the database down under the receiver ------------------------------------------------------------
