@@ -34,7 +34,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Q
 
 from siyu.core.clock import now
 from siyu.wecom.errors import RateLimited
@@ -180,6 +179,36 @@ def _state_transaction() -> Iterator[None]:
         yield
 
 
+def _ticket_counts(
+    *, corp_id: int, api: str, priority: Priority, waiting_id: int | None, at: datetime
+) -> dict[str, int]:
+    """The corp's live tickets a decision weighs: running (corp-wide, this API) and waiting ahead of the
+    caller (higher priority, or the same and older; corp-wide, this API). One statement, written out: compiled
+    by the ORM on every call it was half of a slot's CPU (~4 of ~8 ms measured), and every call takes one."""
+    ahead = "(priority > %s OR (priority = %s AND id < %s))" if waiting_id is not None else "priority >= %s"
+    ahead_params: list[Any] = [priority, priority, waiting_id] if waiting_id is not None else [priority]
+    running, waiting = GatewayTicket.State.RUNNING.value, GatewayTicket.State.WAITING.value
+    table = connection.ops.quote_name(GatewayTicket._meta.db_table)
+    # The model's table and fixed conditions; every value is a parameter.
+    sql = (
+        "SELECT COUNT(*) FILTER (WHERE state = %s), "  # noqa: S608
+        "COUNT(*) FILTER (WHERE state = %s AND api = %s), "
+        f"COUNT(*) FILTER (WHERE state = %s AND {ahead}), "
+        f"COUNT(*) FILTER (WHERE state = %s AND api = %s AND {ahead}) "
+        f"FROM {table} WHERE corp_id = %s AND expires_at > %s"
+        + (" AND id <> %s" if waiting_id is not None else "")
+    )
+    params: list[Any] = [running, running, api, waiting, *ahead_params, waiting, api, *ahead_params]
+    params += [corp_id, connection.ops.adapt_datetimefield_value(at)]
+    if waiting_id is not None:
+        params.append(waiting_id)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    keys = ("running_corp", "running_api", "ahead_corp", "ahead_api")
+    return dict(zip(keys, (int(n or 0) for n in row), strict=True))
+
+
 def release(ticket_id: int) -> None:
     """Give a slot back (delete its running ticket)."""
     with _state_transaction():
@@ -237,22 +266,7 @@ class Limiter:
             limit = _limit_row(corp_id, api, quota)
             _refill(limit, quota, at)
             cap = _effective_concurrency(limit, quota, at)
-            ahead = Q(priority__gt=priority)
-            if waiting_id is not None:
-                ahead |= Q(priority=priority, pk__lt=waiting_id)
-            else:
-                ahead |= Q(priority=priority)
-            live = GatewayTicket.objects.filter(corp_id=corp_id, expires_at__gt=at)
-            if waiting_id is not None:
-                live = live.exclude(pk=waiting_id)
-            running = GatewayTicket.State.RUNNING
-            waiting = GatewayTicket.State.WAITING
-            counts = live.aggregate(
-                running_corp=Count("pk", filter=Q(state=running)),
-                running_api=Count("pk", filter=Q(state=running, api=api)),
-                ahead_corp=Count("pk", filter=Q(state=waiting) & ahead),
-                ahead_api=Count("pk", filter=Q(state=waiting, api=api) & ahead),
-            )
+            counts = _ticket_counts(corp_id=corp_id, api=api, priority=priority, waiting_id=waiting_id, at=at)
             reserve = RESERVE.get(priority, 0.0)
             reason = ""
             wait = 0.0

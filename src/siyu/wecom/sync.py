@@ -3,10 +3,12 @@
 A ``SyncRun`` walks stages — departments, staff, corp tags, customers, customer groups for a full sync;
 corp tags and customers for a reconciliation — and mirrors what WeCom answers (``mirror.Mirror``) through the
 domain services. Customers stream: ``batch/get_by_user`` for 100 follow users at a time, 100 relations a
-page, each page applied and checkpointed (userid chunk and cursor) in one transaction, so an interrupted run
-resumes at the page it stopped on and memory holds one page whatever the corp's size. Deletions missed by
-callbacks are found per member: ``externalcontact/list`` lists one member's customers, and active relations
-it lacks are ended.
+page; a transaction applies a few pages set-based (new customers, relations, tags and their events in
+multi-row statements) and checkpoints the position after them (userid chunk and cursor), so an interrupted
+run resumes where it stopped, nothing doubled, and memory holds a few pages whatever the corp's size.
+Deletions missed by callbacks are found per member: ``externalcontact/list`` lists one member's customers,
+and active relations it lacks are ended. On PostgreSQL WeCom's next answers are fetched on a thread while
+the current ones are written (``_Answers``).
 
 Repairs (anything that had to change) are counted on the run; once a corp has been synced, the events they
 record are marked ``{"reconciled": true}`` with source ``sync``.
