@@ -149,6 +149,13 @@ class Event(CorpOwned):
         GROUP_LEFT = "group_left", _("Left a customer group")
         TRANSFER_FAILED = "transfer_failed", _("Transfer failed")
         ARCHIVE_APPROVED = "archive_approved", _("Agreed to chat archiving")
+        # Behaviour reported by other systems through the API (siyu.customers.behaviour)
+        PURCHASED = "purchased", _("Purchased")
+        REFUNDED = "refunded", _("Refunded")
+        VISITED = "visited", _("Visited")
+        # Membership of dynamic segments (siyu.segments)
+        SEGMENT_ENTERED = "segment_entered", _("Entered a segment")
+        SEGMENT_EXITED = "segment_exited", _("Left a segment")
 
     class Source(models.TextChoices):
         CONSOLE = "console", _("Console")
