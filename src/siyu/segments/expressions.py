@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.utils.translation import gettext as _
@@ -163,7 +163,11 @@ class Expression:
     """A validated segment expression; ``to_json`` / ``from_json`` and ``to_text`` round-trip."""
 
     root: Node
-    _json: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # AND inside AND (OR inside OR) reads the same without its parentheses: one canonical tree, so the
+        # text form parses back to an equal expression.
+        object.__setattr__(self, "root", _flatten(self.root))
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | str) -> Expression:
@@ -188,6 +192,19 @@ class Expression:
 
     def __str__(self) -> str:
         return self.to_text()
+
+
+def _flatten(node: Node) -> Node:
+    if isinstance(node, (And, Or)):
+        kind = type(node)
+        args: list[Node] = []
+        for arg in node.args:
+            flat = _flatten(arg)
+            args.extend(flat.args if isinstance(flat, kind) else [flat])
+        return kind(tuple(args))
+    if isinstance(node, Not):
+        return Not(_flatten(node.arg))
+    return node
 
 
 def walk(node: Node) -> list[Node]:

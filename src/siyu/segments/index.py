@@ -119,6 +119,17 @@ class DenseMap:
 
 
 @dataclass
+class Gap:
+    """Ids the tail found missing below its cursor in one read: their transactions may still commit."""
+
+    first_seen: float  # epoch seconds
+    # PostgreSQL: the snapshot's xmax after the read; once every older transaction has ended (the xmin
+    # passes it) a last look settles the gap. 0 where there is no such number (SQLite).
+    xmax: int
+    ids: BitMap
+
+
+@dataclass
 class StateRow:
     """What one customer's current rows put them in (read by the maintenance from the tables)."""
 
@@ -160,9 +171,9 @@ class CorpIndex:
         self.behaviour: dict[str, dict[int, list[BitMap]]] = {}
         # The tails: the highest id applied and the ids below it not seen yet (with when first missed).
         self.event_cursor = 0
-        self.event_gaps: list[tuple[float, BitMap]] = []
+        self.event_gaps: list[Gap] = []
         self.customer_cursor = 0
-        self.customer_gaps: list[tuple[float, BitMap]] = []
+        self.customer_gaps: list[Gap] = []
         self.rebuilt_at = 0.0  # when this lineage was built from the tables (epoch seconds)
         self.updates = 0  # bitmap changes applied since the index was built or loaded (for saving it)
         self._day_cache: dict[int, int] = {}
@@ -314,9 +325,9 @@ class CorpIndex:
             "behaviour": behaviour,
             "event_cursor": self.event_cursor,
             "rebuilt_at": self.rebuilt_at,
-            "event_gaps": [[t, put(g.serialize())] for t, g in self.event_gaps],
+            "event_gaps": [[g.first_seen, g.xmax, put(g.ids.serialize())] for g in self.event_gaps],
             "customer_cursor": self.customer_cursor,
-            "customer_gaps": [[t, put(g.serialize())] for t, g in self.customer_gaps],
+            "customer_gaps": [[g.first_seen, g.xmax, put(g.ids.serialize())] for g in self.customer_gaps],
         }
         head = json.dumps(header, ensure_ascii=False).encode()
         return MAGIC + struct.pack(">I", len(head)) + head + b"".join(blobs)
@@ -355,9 +366,9 @@ class CorpIndex:
             index.behaviour.setdefault(kind, {})[day] = [bitmap(s) for s in spans]
         index.event_cursor = header["event_cursor"]
         index.rebuilt_at = header["rebuilt_at"]
-        index.event_gaps = [(t, bitmap(s)) for t, s in header["event_gaps"]]
+        index.event_gaps = [Gap(t, x, bitmap(s)) for t, x, s in header["event_gaps"]]
         index.customer_cursor = header["customer_cursor"]
-        index.customer_gaps = [(t, bitmap(s)) for t, s in header["customer_gaps"]]
+        index.customer_gaps = [Gap(t, x, bitmap(s)) for t, x, s in header["customer_gaps"]]
         return index
 
     def memory_bytes(self) -> int:

@@ -37,7 +37,7 @@ from pyroaring import BitMap
 from siyu.corps.models import Corp
 from siyu.customers.models import Customer, Event, FollowRelation
 from siyu.segments.expressions import ACTIVITY_KINDS, BEHAVIOUR_KINDS
-from siyu.segments.index import CorpIndex, StateRow
+from siyu.segments.index import CorpIndex, Gap, StateRow
 from siyu.segments.models import IndexSnapshot, IndexSnapshotChunk
 from siyu.tags.models import CustomerTag
 
@@ -105,28 +105,59 @@ def _ranges(gaps: BitMap) -> list[tuple[int, int]]:
     return [(a, b) for a, b in runs]
 
 
-def _all_gaps(generations: list[tuple[float, BitMap]]) -> BitMap:
-    return BitMap.union(*(g for _, g in generations)) if generations else BitMap()
+def _all_gaps(generations: list[Gap]) -> BitMap:
+    return BitMap.union(BitMap(), *(g.ids for g in generations))
 
 
-def _expire(generations: list[tuple[float, BitMap]]) -> list[tuple[float, BitMap]]:
-    horizon = time.time() - _gap_seconds()
-    kept = [(t, g) for t, g in generations if t >= horizon and g]
-    if len(kept) < len([g for _, g in generations if g]):
-        logger.info("segment index: gave up on ids not committed within %.0f s", _gap_seconds())
+def _xmax() -> int:
+    """PostgreSQL: the first transaction id not yet started (after a read: every transaction that could
+    hold an id the read did not see is older). 0 elsewhere."""
+    if connection.vendor != "postgresql":
+        return 0
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+        return int(cur.fetchone()[0])
+
+
+def _xmin() -> int:
+    """PostgreSQL: the oldest transaction still running (older ones have all ended). 0 elsewhere."""
+    if connection.vendor != "postgresql":
+        return 0
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        return int(cur.fetchone()[0])
+
+
+# A gap is settled by PostgreSQL's transaction numbers only once it is this old: an id is drawn and its row
+# written in the same statement, microseconds apart; two seconds leave no room for a writer between the two.
+SETTLE_AFTER_SECONDS = 2.0
+
+
+def _settled(generations: list[Gap], xmin: int) -> list[Gap]:
+    """The gaps still open: those whose transactions may yet commit, within ``SEGMENT_GAP_SECONDS``."""
+    moment = time.time()
+    horizon = moment - _gap_seconds()
+    kept = []
+    for gap in generations:
+        if not gap.ids:
+            continue
+        if gap.xmax and xmin >= gap.xmax and gap.first_seen <= moment - SETTLE_AFTER_SECONDS:
+            continue  # every transaction that could have held these ids had ended before the last look
+        if gap.first_seen < horizon:
+            logger.info(
+                "segment index: gave up on %d ids not committed within %.0f s", len(gap.ids), _gap_seconds()
+            )
+            continue
+        kept.append(gap)
     return kept
 
 
-def _close(generations: list[tuple[float, BitMap]], seen: BitMap) -> None:
-    for _, gap in generations:
-        gap.difference_update(seen)
-
-
 def _tail(
-    table: str, columns: str, cursor: int, generations: list[tuple[float, BitMap]]
+    table: str, columns: str, cursor: int, generations: list[Gap]
 ) -> Iterator[tuple[list[tuple[Any, ...]], int]]:
     """Rows of ``table`` (all corps, id first, corp second) that appeared since the last read: the gaps
-    that filled, then everything above ``cursor``. Yields (rows, new cursor); updates ``generations``."""
+    that filled, then everything above ``cursor``. Yields (rows, new cursor); updates ``generations`` (the
+    caller settles them with the xmin it read before)."""
     gaps = _all_gaps(generations)
     if gaps:
         ranges = _ranges(gaps)
@@ -137,7 +168,9 @@ def _tail(
                 [bound for pair in ranges for bound in pair],
             )
             found = [row for row in cur.fetchall() if row[0] in gaps]
-        _close(generations, BitMap(row[0] for row in found))
+        seen = BitMap(row[0] for row in found)
+        for gap in generations:
+            gap.ids.difference_update(seen)
         yield found, cursor
     while True:
         with connection.cursor() as cur:
@@ -153,7 +186,7 @@ def _tail(
         missing.add_range(cursor + 1, highest + 1)
         missing.difference_update(BitMap(row[0] for row in rows))
         if missing:
-            generations.append((time.time(), missing))
+            generations.append(Gap(first_seen=time.time(), xmax=_xmax(), ids=missing))
         cursor = highest
         yield rows, cursor
         if len(rows) < TAIL_BATCH:
@@ -173,6 +206,7 @@ def catch_up(index: CorpIndex) -> TailStats:
     dropped_tags: list[int] = []
     event_ids_of_deletions: list[int] = []
     corp_id = index.corp_id
+    xmin = _xmin()  # before the gap reads: transactions older than it have all ended, their rows visible
     for rows, cursor in _tail(
         _table(Event), "id, corp_id, customer_id, kind, occurred_at", index.event_cursor, index.event_gaps
     ):
@@ -197,8 +231,8 @@ def catch_up(index: CorpIndex) -> TailStats:
             if customer_corp == corp_id:
                 stats.customers += 1
                 dirty.add(customer_id)
-    index.event_gaps = _expire(index.event_gaps)
-    index.customer_gaps = _expire(index.customer_gaps)
+    index.event_gaps = _settled(index.event_gaps, xmin)
+    index.customer_gaps = _settled(index.customer_gaps, xmin)
     if event_ids_of_deletions:
         for payload in Event.objects.filter(pk__in=event_ids_of_deletions).values_list("payload", flat=True):
             if isinstance(payload, dict) and isinstance(payload.get("tag_id"), int):
@@ -277,7 +311,7 @@ def _max_id(model: type[Any]) -> int:
     return int(model.objects.aggregate(m=Max("id"))["m"] or 0)
 
 
-def _start_tail(model: type[Any]) -> tuple[int, list[tuple[float, BitMap]]]:
+def _start_tail(model: type[Any]) -> tuple[int, list[Gap]]:
     """A cursor at the newest id, with the ids just below it that are not visible yet as gaps."""
     cursor = _max_id(model)
     low = max(0, cursor - REBUILD_LOOKBACK)
@@ -287,7 +321,7 @@ def _start_tail(model: type[Any]) -> tuple[int, list[tuple[float, BitMap]]]:
         missing.difference_update(
             BitMap(model.objects.filter(id__gt=low, id__lte=cursor).values_list("id", flat=True))
         )
-    return cursor, ([(time.time(), missing)] if missing else [])
+    return cursor, ([Gap(first_seen=time.time(), xmax=_xmax(), ids=missing)] if missing else [])
 
 
 def _chunks(ids: Iterable[int], size: int) -> Iterator[list[int]]:

@@ -44,18 +44,18 @@ def visible_staff_ids(actor: Actor) -> list[int] | None:
     return [actor.staff_id] if actor.staff_id is not None else []
 
 
-def scope_of(actor: Actor) -> BitMap | None:
+def scope_of(actor: Actor, *, fresh_seconds: float | None = None) -> BitMap | None:
     """Customer ids the actor may see (None: all of the corp's)."""
     staff_ids = visible_staff_ids(actor)
     if staff_ids is None:
         return None
-    with engine.index_for(actor.corp) as index:
+    with engine.index_for(actor.corp, fresh_seconds=fresh_seconds) as index:
         numbers = BitMap.union(BitMap(), *(index.staff.get(s, BitMap()) for s in staff_ids))
         return index.dense.to_pks(numbers)
 
 
-def within_scope(actor: Actor, members: BitMap) -> BitMap:
-    scope = scope_of(actor)
+def within_scope(actor: Actor, members: BitMap, *, fresh_seconds: float | None = None) -> BitMap:
+    scope = scope_of(actor, fresh_seconds=fresh_seconds)
     return members if scope is None else members & scope
 
 
@@ -73,17 +73,19 @@ def _not_found() -> str:
     return _("segment not found")
 
 
-def visible_members(actor: Actor, segment: Segment) -> BitMap:
-    """The segment's members the actor may see."""
-    return within_scope(actor, members_of(segment))
+def visible_members(actor: Actor, segment: Segment, *, fresh_seconds: float | None = None) -> BitMap:
+    """The segment's members the actor may see. ``fresh_seconds``: how old the index may be (None: the
+    configured ``SEGMENT_FRESH_SECONDS``, for pages; the API passes 0)."""
+    members = members_of(segment, fresh_seconds=fresh_seconds)
+    return within_scope(actor, members, fresh_seconds=fresh_seconds)
 
 
-def count_expression(actor: Actor, expression: Expression) -> BitMap:
+def count_expression(actor: Actor, expression: Expression, *, fresh_seconds: float | None = None) -> BitMap:
     """Members of an ad-hoc expression the actor may see."""
     check_expression(corp=actor.corp, expression=expression)
-    with engine.index_for(actor.corp) as index:
+    with engine.index_for(actor.corp, fresh_seconds=fresh_seconds) as index:
         members = index.dense.to_pks(engine.evaluate_numbers(actor.corp, index, expression))
-    return within_scope(actor, members)
+    return within_scope(actor, members, fresh_seconds=fresh_seconds)
 
 
 @dataclass
@@ -95,11 +97,12 @@ class SegmentRow:
     error: str = ""
 
 
-def list_segments(actor: Actor) -> list[SegmentRow]:
+def list_segments(actor: Actor, *, fresh_seconds: float | None = None) -> list[SegmentRow]:
     rows = []
     for segment in Segment.objects.for_corp(actor.corp).select_related("corp").order_by("name", "id"):
         try:
-            rows.append(SegmentRow(segment=segment, count=len(visible_members(actor, segment))))
+            count = len(visible_members(actor, segment, fresh_seconds=fresh_seconds))
+            rows.append(SegmentRow(segment=segment, count=count))
         except DomainError as exc:
             rows.append(SegmentRow(segment=segment, count=None, error=exc.message))
     return rows

@@ -111,16 +111,17 @@ def check_expression(*, corp: Corp, expression: Expression, segment: Segment | N
 
 
 def evaluate(*, corp: Corp, expression: Expression) -> BitMap:
-    """The ids of the corp's customers the expression selects now."""
+    """The ids of the corp's customers the expression selects now (the index reads every row committed
+    before the call)."""
     check_expression(corp=corp, expression=expression)
-    with engine.index_for(corp) as index:
+    with engine.index_for(corp, fresh_seconds=0) as index:
         return index.dense.to_pks(engine.evaluate_numbers(corp, index, expression))
 
 
 def count(*, corp: Corp, expression: Expression, within: BitMap | None = None) -> int:
     """How many customers the expression selects now (``within``: only among these customer ids)."""
     check_expression(corp=corp, expression=expression)
-    with engine.index_for(corp) as index:
+    with engine.index_for(corp, fresh_seconds=0) as index:
         numbers = engine.evaluate_numbers(corp, index, expression)
         if within is None:
             return len(numbers)
@@ -145,15 +146,16 @@ def _get_segment(corp: Corp, segment_id: int) -> Segment:
     return segment
 
 
-def members_of(segment: Segment) -> BitMap:
-    """A segment's members now (see ``segment_customer_ids``)."""
+def members_of(segment: Segment, *, fresh_seconds: float | None = 0) -> BitMap:
+    """A segment's members now (see ``segment_customer_ids``); ``fresh_seconds``: how old the index may be
+    (pages pass None: the configured ``SEGMENT_FRESH_SECONDS``; the default 0 reads every committed row)."""
     corp = segment.corp
     expression = Expression.from_json(segment.expression)
     check_expression(corp=corp, expression=expression, segment=segment)
     if segment.kind == Segment.Kind.SNAPSHOT and segment.frozen_members is not None:
         members = BitMap.deserialize(bytes(segment.frozen_members))
     else:
-        with engine.index_for(corp) as index:
+        with engine.index_for(corp, fresh_seconds=fresh_seconds) as index:
             members = index.dense.to_pks(engine.evaluate_numbers(corp, index, expression))
     included, excluded = _overrides(segment)
     return (members | included) - excluded
@@ -198,7 +200,7 @@ def _clean_name(name: str) -> str:
 
 
 def _freeze(segment: Segment, expression: Expression) -> None:
-    with engine.index_for(segment.corp) as index:
+    with engine.index_for(segment.corp, fresh_seconds=0) as index:
         members = index.dense.to_pks(engine.evaluate_numbers(segment.corp, index, expression))
     segment.frozen_members = members.serialize()
     segment.frozen_at = now()
