@@ -570,6 +570,9 @@ def _ensure_demo_corp(args: argparse.Namespace) -> Corp:
         report = seed(customers=args.customers, seed_value=args.seed, progress=True)
         print("  " + report.summary(), flush=True)
         corp = report.corp
+        from siyu.segments.demo import seed_segments
+
+        seed_segments(corp=corp)
     else:
         print("· demo data already loaded (delete var/ to start over)", flush=True)
     # The simulator's public, fixed credentials: the demo corp talks to nothing but the local simulator.
