@@ -635,8 +635,8 @@ class _Generator:
         as_json: Callable[[str], Any],
     ) -> None:
         """Purchases reported by a shop (``customers.behaviour``): about a third of customers, 1–3 each, after
-        they were added, credited to the staff member who added them first. Drawn from a hash of the customer's number, not the random stream, so the rest of
-        a seed stays what it was before purchases existed."""
+        they were added, credited to the staff member who added them first. Drawn from a hash of the
+        customer's number, not the random stream, so the rest of a seed stays as it was."""
         mixed = (i * 2654435761) % 2**32
         if mixed % 100 >= PURCHASE_PERCENT:
             return
