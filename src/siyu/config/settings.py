@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "siyu.tags",
     "siyu.customers",
     "siyu.groups",
+    "siyu.offline",
     "siyu.wecom",
     "siyu.console",
     "siyu.api",
