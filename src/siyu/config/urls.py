@@ -25,5 +25,6 @@ urlpatterns = [
     path("wecom/", include("siyu.wecom.urls")),
     path("groups/", include("siyu.groups.urls")),
     path("g/", include("siyu.groups.public_urls")),
+    path("offline/", include("siyu.offline.urls")),
     path("", include("siyu.console.urls")),
 ]

@@ -33,6 +33,7 @@ class NavItem:
 ENTRIES = [
     NavEntry(_("Customers"), "customers:list", section="customers:"),
     NavEntry(_("Tags"), "tags:list", section="tags:"),
+    NavEntry(_("Offline members"), "offline:member_list", section="offline:"),
     NavEntry(_("Staff"), "corps:staff_list", section="corps:staff_"),
     NavEntry(_("Departments"), "corps:department_list", section="corps:department_"),
     NavEntry(_("Group codes"), "groups:code_list", section="groups:code", needs_configure=True),
