@@ -59,7 +59,12 @@ def test_staff_see_only_merged_members_of_their_customers_and_cannot_import(worl
     customer = factories.make_customer(world.corp, "王芳的客户")
     relation = factories.follow(customer, world.wang)
     merged = OfflineMember.objects.create(
-        corp=world.corp, name="已合并", phone="13800000002", status="merged", customer=customer, relation=relation
+        corp=world.corp,
+        name="已合并",
+        phone="13800000002",
+        status="merged",
+        customer=customer,
+        relation=relation,
     )
     other = OfflineMember.objects.create(corp=world.other_corp, name="别家", phone="13800000003")
     wang, liu = login("wang"), login("liu")
