@@ -7,6 +7,7 @@ import datetime as dt
 import io
 
 import pytest
+from django.utils import translation
 from PIL import Image
 
 from siyu.core.clock import advance, frozen_at
@@ -30,6 +31,14 @@ from siyu.groups.services import GroupChatInfo, GroupMemberInfo, apply_group_cha
 from tests import factories
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _english():
+    """Refusals are read in English here (the console's default language is Chinese)."""
+    with translation.override("en"):
+        yield
+
 
 T0 = dt.datetime(2026, 3, 2, 2, 0, tzinfo=dt.UTC)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.utils import translation
 from openpyxl import Workbook
 
 from siyu.core.models import Job
@@ -22,6 +23,14 @@ from tests import factories
 from tests.conftest import World, run_tasks
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _english():
+    """Refusals are read in English here (the console's default language is Chinese)."""
+    with translation.override("en"):
+        yield
+
 
 HEADER = "姓名,手机,标签,备注,会员等级\n"
 GOOD = "陈静,138-0013-8000,上海、VIP,喜欢周末来店,金卡\n"
