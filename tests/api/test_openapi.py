@@ -114,7 +114,35 @@ def _calls(world, book) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
         "staff_id": world.wang.pk,
         "department_id": world.east.pk,
     }
+    from siyu.corps.access import Actor
+    from siyu.groups.models import GroupCode
+    from siyu.offline.importing import upload_import
+
+    ids["code_id"] = GroupCode.objects.create(corp=world.corp, name="活码").pk
+    from siyu.core.clock import now
+    from siyu.groups.models import GroupChat, GroupCodeEntry
+
+    pool = GroupCode.objects.create(corp=world.corp, name="另一个活码")
+    entry = GroupCodeEntry.objects.create(
+        corp=world.corp, code=pool, group=GroupChat.objects.create(corp=world.corp, chat_id="wrDoc"),
+        image=b"png", image_sha256="0" * 64, expires_at=now() + dt.timedelta(days=1),
+    )  # fmt: skip
+    ids["import_id"] = upload_import(
+        actor=Actor(corp=world.corp, role="admin"),
+        file_name="m.csv",
+        data="姓名,手机\n陈静,13800138000\n".encode(),
+    ).pk
     return {
+        ("get", "/api/v1/group-codes"): (ids, None),
+        ("post", "/api/v1/group-codes"): (ids, {"name": "新活码"}),
+        ("get", "/api/v1/group-codes/{code_id}"): (ids, None),
+        ("patch", "/api/v1/group-codes/{code_id}"): (ids, {"title": "入群"}),
+        ("delete", "/api/v1/group-codes/{code_id}"): (ids, None),
+        ("delete", "/api/v1/group-codes/{code_id}/entries/{entry_id}"): (
+            ids | {"code_id": pool.pk, "entry_id": entry.pk},
+            None,
+        ),
+        ("get", "/api/v1/offline/imports/{import_id}"): (ids, None),
         ("get", "/api/v1/customers"): (ids, None),
         ("get", "/api/v1/custom-fields"): (ids, None),
         ("get", "/api/v1/customers/{customer_id}"): (ids, None),
@@ -149,6 +177,8 @@ def _calls(world, book) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
     }
 
 
+# File uploads (multipart/form-data) are exercised in tests/api/test_group_codes_offline.py.
+MULTIPART = {("post", "/api/v1/group-codes/{code_id}/entries"), ("post", "/api/v1/offline/imports")}
 ORDER = ["get", "post", "put", "patch", "delete"]  # reads first, deletes last, so ids stay valid
 
 
@@ -163,7 +193,7 @@ def test_every_documented_operation_answers_as_documented(world, keys, book, doc
     create_custom_field(corp=world.corp, key="level", label="等级", kind="choice", choices=["金", "银"])
     calls = _calls(world, book)
     documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
-    assert documented == set(calls)
+    assert documented - MULTIPART == set(calls)
 
     for method, path in sorted(calls, key=lambda c: (ORDER.index(c[0]), c[1])):
         params, body = calls[(method, path)]

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "siyu.tags",
     "siyu.customers",
     "siyu.groups",
+    "siyu.offline",
     "siyu.wecom",
     "siyu.console",
     "siyu.api",
@@ -171,6 +172,9 @@ SIYU = {
     # Bulk tagging commits every 500 customers: one batch is ~0.1 s on SQLite, short enough to keep the
     # console responsive and progress moving.
     "BULK_BATCH_SIZE": 500,
+    # The public address of the console (e.g. https://scrm.example.com), for links printed or shared outside
+    # it (a group code's QR); empty: the address the request came in on.
+    "PUBLIC_URL": env("SIYU_PUBLIC_URL", "").rstrip("/"),
     # Exports stream rows; above this many, use the API or a background export.
     "EXPORT_MAX_ROWS": int(env("SIYU_EXPORT_MAX_ROWS", "100000")),
     # WeCom API quota per corp and API: 10,000/min and 150,000/hour (wecom-api.md §6; older docs said 2,000

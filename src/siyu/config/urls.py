@@ -23,5 +23,8 @@ urlpatterns = [
     path("tags/", include("siyu.tags.urls")),
     path("org/", include("siyu.corps.urls")),
     path("wecom/", include("siyu.wecom.urls")),
+    path("groups/", include("siyu.groups.urls")),
+    path("g/", include("siyu.groups.public_urls")),
+    path("offline/", include("siyu.offline.urls")),
     path("", include("siyu.console.urls")),
 ]

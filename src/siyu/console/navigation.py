@@ -33,8 +33,11 @@ class NavItem:
 ENTRIES = [
     NavEntry(_("Customers"), "customers:list", section="customers:"),
     NavEntry(_("Tags"), "tags:list", section="tags:"),
+    NavEntry(_("Offline members"), "offline:member_list", section="offline:"),
     NavEntry(_("Staff"), "corps:staff_list", section="corps:staff_"),
     NavEntry(_("Departments"), "corps:department_list", section="corps:department_"),
+    NavEntry(_("Group codes"), "groups:code_list", section="groups:code", needs_configure=True),
+    NavEntry(_("Group welcome"), "groups:welcome_list", section="groups:welcome", needs_configure=True),
     NavEntry(_("Callback inbox"), "wecom:inbox", section="wecom:inbox", needs_configure=True),
     NavEntry(_("WeCom sync"), "wecom:sync_list", section="wecom:sync", needs_configure=True),
     NavEntry(_("WeCom outbox"), "wecom:outbox", section="wecom:outbox", needs_configure=True),

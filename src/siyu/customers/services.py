@@ -21,6 +21,7 @@ from siyu.corps.models import Corp, Staff
 from siyu.corps.services import audit
 from siyu.customers.events import record_event
 from siyu.customers.models import Customer, CustomField, Event, FollowRelation, Note
+from siyu.customers.signals import remark_mobiles_changed
 from siyu.wecom import services as wecom
 
 MOBILE_RE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
@@ -104,6 +105,16 @@ def upsert_customer(
     return customer
 
 
+def _announce_mobiles(corp_id: int, relation_ids: Sequence[int]) -> None:
+    """Tell listeners (offline members) after commit that these relations carry new remark mobiles."""
+    if relation_ids:
+        ids = list(relation_ids)
+        transaction.on_commit(
+            lambda: remark_mobiles_changed.send(sender=FollowRelation, corp_id=corp_id, relation_ids=ids),
+            robust=True,
+        )
+
+
 def _clean_mobiles(mobiles: Iterable[str]) -> list[str]:
     cleaned = [m.strip() for m in mobiles if m and m.strip()]
     if len(cleaned) > MAX_REMARK_MOBILES:
@@ -156,6 +167,8 @@ def add_follow_relation(
         oper_userid=oper_userid,
         added_at=added_at,
     )
+    if relation.remark_mobiles:
+        _announce_mobiles(customer.corp_id, [relation.pk])
     if added_at > customer.last_added_at or customer.relations.count() == 1:
         customer.last_added_at = added_at
         Customer.objects.filter(pk=customer.pk).update(last_added_at=added_at)
@@ -251,6 +264,8 @@ def update_relation_remark(
     for k in changed:
         setattr(relation, k, new[k])
     relation.save(update_fields=changed)
+    if "remark_mobiles" in changed and relation.remark_mobiles:
+        _announce_mobiles(relation.corp_id, [relation.pk])
     refresh_search_text(relation.customer)
     event = record_event(
         corp_id=relation.corp_id,
@@ -273,6 +288,11 @@ def update_relation_remark(
         change_id=f"event:{event.pk}" if event else None,
     )
     return changed
+
+
+def clean_custom_value(field: CustomField, raw: Any) -> Any:
+    """A custom field's value as stored (None for blank); ``Invalid`` says what is wrong with it."""
+    return _clean_custom_value(field, raw)
 
 
 def _clean_custom_value(field: CustomField, raw: Any) -> Any:
@@ -741,6 +761,7 @@ def import_relations(
             )
         )
     insert_rows(Event, EVENT_COLUMNS, events)
+    _announce_mobiles(corp.pk, [r.pk for r in created if mobiles[id(wanted[(r.customer_id, r.staff_id)])]])
     _refresh_list_columns(corp, [r for r in created if r.external_userid in existing])
     return created
 

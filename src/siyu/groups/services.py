@@ -22,7 +22,7 @@ from siyu.core.errors import Invalid
 from siyu.corps.models import Corp, Staff
 from siyu.customers.events import record_event
 from siyu.customers.models import Customer, Event
-from siyu.groups.models import GroupChat, GroupMember
+from siyu.groups.models import GroupChat, GroupCodeEntry, GroupCodeJoin, GroupMember
 
 
 @dataclass(frozen=True)
@@ -214,6 +214,7 @@ def apply_group_chat(
     stay_ids = dict(
         insert_rows(GroupMember, STAY_COLUMNS, new_stays, returning=("userid", "id")) if new_stays else []
     )
+    by_code = _code_joins(group, new_stays, stay_ids) if new_stays else {}
     insert_rows(
         Event,
         EVENT_COLUMNS,
@@ -231,6 +232,7 @@ def apply_group_chat(
                     "group_id": group.pk,
                     "stay_id": stay_ids[userid],
                     "join_scene": join_scene,
+                    **by_code.get(userid, {}),
                     **extra,
                 },
                 f"{Event.Kind.GROUP_JOINED}:stay:{stay_ids[userid]}",
@@ -262,6 +264,37 @@ def apply_group_chat(
             setattr(group, k, counts[k])
         group.save(update_fields=dirty_counts)
     return GroupChatChange(group=group, created=created, changed=changed, joined=joined, left=left)
+
+
+def _code_joins(
+    group: GroupChat, new_stays: Sequence[tuple[Any, ...]], stay_ids: Mapping[str, int]
+) -> dict[str, dict[str, Any]]:
+    """Attribute the new stays that began with a scan of the group's QR to the group code whose pool holds
+    the group (joins from before the group was added are not the code's). Returns the timeline payload
+    additions by userid."""
+    entry = GroupCodeEntry.objects.for_corp(group.corp_id).filter(group=group).select_related("code").first()
+    if entry is None:
+        return {}
+    scanned = [
+        (row[2], row[11])
+        for row in new_stays
+        if row[10] == GroupMember.JoinScene.QR_CODE and row[11] >= entry.created_at and row[2] in stay_ids
+    ]
+    GroupCodeJoin.objects.bulk_create(
+        [
+            GroupCodeJoin(
+                corp_id=group.corp_id,
+                code_id=entry.code_id,
+                entry=entry,
+                stay_id=stay_ids[userid],
+                joined_at=joined_at,
+            )
+            for userid, joined_at in scanned
+        ],
+        ignore_conflicts=True,
+    )
+    payload = {"group_code_id": entry.code_id, "group_code": entry.code.name}
+    return {userid: payload for userid, _joined_at in scanned}
 
 
 @transaction.atomic

@@ -76,6 +76,14 @@ WRITE_APIS: dict[str, WriteApi] = _writes(
     WriteApi(
         "externalcontact/add_msg_template", s.MsgTemplateRequest, s.MsgTemplateCreated, idempotent=False
     ),
+    WriteApi(
+        "externalcontact/group_welcome_template/add",
+        s.GroupWelcomeTemplateRequest,
+        s.GroupWelcomeTemplateCreated,
+        idempotent=False,
+    ),
+    WriteApi("externalcontact/group_welcome_template/edit", s.EditGroupWelcomeTemplateRequest, s.Ack),
+    WriteApi("externalcontact/group_welcome_template/del", s.GroupWelcomeTemplateIdRequest, s.Ack),
     WriteApi("externalcontact/remind_groupmsg_send", s.MsgIdRequest, s.Ack),
     WriteApi("externalcontact/cancel_groupmsg_send", s.MsgIdRequest, s.Ack),
     WriteApi("externalcontact/add_moment_task", s.MomentTaskRequest, s.JobCreated, idempotent=False),
@@ -311,6 +319,29 @@ class WeComClient:
     def send_welcome_msg(self, request: s.WelcomeMessageRequest) -> s.Ack:
         """``externalcontact/send_welcome_msg`` (write: use the outbox at ``Priority.WELCOME``)."""
         return s.Ack.model_validate(self._post("externalcontact/send_welcome_msg", request.body()))
+
+    # -- group welcome templates (入群欢迎语素材) --
+
+    def add_group_welcome_template(
+        self, request: s.GroupWelcomeTemplateRequest
+    ) -> s.GroupWelcomeTemplateCreated:
+        """``externalcontact/group_welcome_template/add`` (write: use the outbox; not safe to repeat)."""
+        data = self._post("externalcontact/group_welcome_template/add", request.body())
+        return s.GroupWelcomeTemplateCreated.model_validate(data)
+
+    def edit_group_welcome_template(self, request: s.EditGroupWelcomeTemplateRequest) -> s.Ack:
+        """``externalcontact/group_welcome_template/edit`` (write: use the outbox)."""
+        return s.Ack.model_validate(self._post("externalcontact/group_welcome_template/edit", request.body()))
+
+    def get_group_welcome_template(self, template_id: str) -> s.GroupWelcomeTemplate:
+        """``externalcontact/group_welcome_template/get``: a template's text and attachment."""
+        data = self._post("externalcontact/group_welcome_template/get", {"template_id": template_id})
+        return s.GroupWelcomeTemplate.model_validate(data)
+
+    def del_group_welcome_template(self, template_id: str) -> s.Ack:
+        """``externalcontact/group_welcome_template/del`` (write: use the outbox)."""
+        body = s.GroupWelcomeTemplateIdRequest(template_id=template_id).body()
+        return s.Ack.model_validate(self._post("externalcontact/group_welcome_template/del", body))
 
     # -- mass messages --
 

@@ -328,7 +328,13 @@ def tag_group_deleted(*, group: TagGroup, source: str) -> Outbox | None:
 
 
 def apply_write_result(row: Outbox) -> None:
-    """Store what WeCom answered to a done write made for Siyu: the ids of groups and tags created here."""
+    """Store what WeCom answered to a done write made for Siyu: the ids of groups and tags created here, and
+    of group welcome templates (``groups.welcome``)."""
+    if row.status == Outbox.Status.DONE and row.api.startswith("externalcontact/group_welcome_template/"):
+        from siyu.groups.welcome import template_written
+
+        template_written(row)
+        return
     if row.api != ADD_CORP_TAG or row.status != Outbox.Status.DONE:
         return
     kind, _sep, pk = row.idempotency_key.removeprefix("add_corp_tag:").partition(":")
