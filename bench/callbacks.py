@@ -1,16 +1,18 @@
 """Benchmark: the WeCom callback receiver (target P1) — durable acknowledgements per second and their latency.
 
-    .venv/bin/python bench/callbacks.py [--count 20000] [--concurrency 64] [--workers 2] [--threads N]
-                                        [--rounds 4] [--duplicates 0.05] [--seed 1] [--max-seconds 60]
-                                        [--client raw]
+    .venv/bin/python bench/callbacks.py [--count 20000] [--concurrency 64] [--receiver-workers 1]
+                                        [--wsgi-count 5000] [--workers 2] [--threads N] [--rounds 4]
+                                        [--duplicates 0.05] [--seed 1] [--max-seconds 60] [--client raw]
 
-A real server process (``siyu serve``: gunicorn with the production settings) on a fresh PostgreSQL database
-``siyu_bench_callbacks`` (DATABASE_URL overrides it, e.g. a SQLite file for the embedded figure), and a corp
-with a callback Token and EncodingAESKey. ``--count`` distinct callbacks (customer-contact and tag events, as
-WeCom sends them) are encrypted and signed beforehand with ``siyu.wecom.crypto``, plus ``--duplicates`` of
-them delivered again, freshly encrypted as WeCom's redeliveries are: half right after the first delivery (so
-both are in flight together), half later. A load generator in a separate process fires them over loopback
-keep-alive connections, ``--concurrency`` requests in flight, and times every request.
+Real server processes with the production settings on a fresh PostgreSQL database ``siyu_bench_callbacks``
+(DATABASE_URL overrides it, e.g. a SQLite file for the embedded figure), and a corp with a callback Token and
+EncodingAESKey: first ``siyu receiver`` (the asynchronous receiver production routes callbacks to), then
+``siyu serve`` (gunicorn, whose Django view answers callbacks in the embedded mode). ``--count`` distinct
+callbacks (customer-contact and tag events, as WeCom sends them) are encrypted and signed beforehand with
+``siyu.wecom.crypto``, plus ``--duplicates`` of them delivered again, freshly encrypted as WeCom's
+redeliveries are: half right after the first delivery (so both are in flight together), half later. A load
+generator in a separate process fires them over loopback keep-alive connections, ``--concurrency`` requests
+in flight, and times every request.
 
 The baseline is the same server's ``/healthz`` (an empty 200 that touches no database), under the same load
 generator, with the same number of requests and the same concurrency, measured in the same run: what the HTTP
@@ -19,15 +21,21 @@ and again), so that both meet the same neighbours on a shared machine. Figures:
 
 - ``callbacks_acks_per_s``: acknowledged (200) callbacks per second, against health checks per second;
 - ``callbacks_p50`` / ``callbacks_p99``: latency of one callback, against one health check (ms);
-- ``callbacks_cpu_per_ack``: CPU time of the server's workers and of PostgreSQL's backends per request (µs),
+- ``callbacks_cpu_per_ack``: CPU time of the server's processes and of PostgreSQL's backends per request (µs),
   against the same per health check: less noisy than rates on a shared machine;
 - ``callbacks_stored_exactly_once``: acknowledged distinct callbacks found in the inbox exactly once, against
-  the number of distinct callbacks acknowledged (anything but a ratio of 1 is a bug).
+  the number of distinct callbacks acknowledged (anything but a ratio of 1 is a bug);
+- ``callbacks_*_vs_wsgi``: the receiver's rate, p99 and CPU per acknowledgement against ``--wsgi-count``
+  other distinct callbacks through ``siyu serve`` in the same run (the second baseline; 0 skips it).
+
+The log (stderr) splits the CPU per request into server, PostgreSQL and load generator, gives the batch sizes
+of the group commits and the load average before and after each front's rounds (other work on the machine
+takes CPU from all three, and shows in rates and latencies first).
 
 The load generator (``--client raw``) writes pre-built HTTP/1.1 requests on keep-alive connections with
-asyncio and reads the answers: ~0.1 ms of CPU a request here, where httpx's async client took 6–8 ms, and
-it shares the 2 cores with the server, so a heavier client would mostly measure itself. ``--client httpx`` is
-there to compare.
+asyncio and reads the answers: ~0.03–0.1 ms of CPU a request here, where httpx's async client took 6–8 ms,
+and it shares the 2 cores with the server, so a heavier client would mostly measure itself. ``--client httpx``
+is there to compare.
 """
 
 from __future__ import annotations

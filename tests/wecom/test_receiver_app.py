@@ -60,7 +60,13 @@ class RunningReceiver:
         self.socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
         config = uvicorn.Config(
-            self.app, loop="uvloop", http="httptools", lifespan="on", log_config=None, access_log=False
+            self.app,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            log_config=None,
+            log_level="warning",
+            access_log=False,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
@@ -423,13 +429,18 @@ def _sessions() -> Any:
 
 @pytest.mark.skipif(not POSTGRES, reason="PostgreSQL sessions")
 def test_stopping_the_receiver_closes_its_database_sessions():
-    # given a receiver that stored a callback and looked up a corp (its own session and a pool thread's)
     running = RunningReceiver().start()
-    _corp, crypto = callback_corp()
-    assert running.post(crypto, _event()).status_code == 200
-    assert _sessions() >= 2
-    # when it stops
-    running.stop()
+    try:
+        # given a receiver that stored a callback and looked up a corp: its own session and a pool thread's
+        _corp, crypto = callback_corp()
+        assert running.post(crypto, _event()).status_code == 200
+        deadline = time.monotonic() + 10
+        while _sessions() < 2:
+            assert time.monotonic() < deadline, "the receiver has fewer sessions than expected"
+            time.sleep(0.05)
+    finally:
+        # when it stops
+        running.stop()
     # then it leaves no session behind
     deadline = time.monotonic() + 10
     while _sessions():
