@@ -189,3 +189,32 @@ def test_stopping_commits_what_waits_and_refuses_what_comes_after():
     assert [s.created for s in stored] == [True] * 5
     assert isinstance(late, NotStored)
     assert InboxEvent.objects.for_corp(corp).count() == 5
+
+
+def test_rows_whose_callers_were_refused_while_queued_are_left_to_the_redelivery():
+    # given a committer that writes one row a batch and waits half a second for a commit, and a lock that
+    # holds its writer back
+    corp, _crypto = callback_corp()
+
+    async def body(committer: AsyncGroupCommitter) -> Any:
+        stores = []
+        for n in range(3):  # the first is being written (and waits), the others queue behind it
+            stores.append(asyncio.ensure_future(committer.store(corp_id=corp.pk, plaintext=_event(n))))
+            await asyncio.sleep(0.05)
+        return await asyncio.gather(*stores, return_exceptions=True), committer
+
+    with connection.cursor() as cursor:
+        cursor.execute("BEGIN")
+        cursor.execute(f"LOCK TABLE {InboxEvent._meta.db_table} IN EXCLUSIVE MODE")
+        try:
+            # when every caller times out: the first two in their batches, the third while still queued
+            outcomes, committer = _with_committer(body, max_rows=1, timeout=0.5)
+        finally:
+            cursor.execute("ROLLBACK")
+    # then all were refused, the abandoned batches did not commit, and the third row was not even tried
+    assert all(isinstance(o, NotStored) for o in outcomes)
+    assert (committer.batches, committer.skipped) == (0, 1)
+    assert not InboxEvent.objects.for_corp(corp).exists()
+    # and WeCom's redeliveries are stored
+    again = _with_committer(lambda c: _outcomes(c, corp.pk, [_event(n) for n in range(3)]))
+    assert [o.created for o in again] == [True, True, True]

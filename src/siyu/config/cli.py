@@ -286,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("serve", help="run the web console and API (gunicorn)")
+    p = sub.add_parser(
+        "serve", help="run the web console and API (gunicorn); it answers WeCom's callbacks too"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=0, help="processes (default $WEB_CONCURRENCY or 2)")

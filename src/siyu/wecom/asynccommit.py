@@ -77,6 +77,7 @@ class AsyncGroupCommitter:
         self._stopping = False
         self.batches = 0  # committed batches, for tests and the curious
         self.rows = 0
+        self.skipped = 0  # rows not written: their callers had been answered 503 already
 
     async def store(self, *, corp_id: int, plaintext: bytes) -> Stored:
         """Store a decrypted callback once, in the next batch; returns after the commit (or raises
@@ -119,13 +120,18 @@ class AsyncGroupCommitter:
             del self._waiting[: self.max_rows]
             if not self._waiting and not self._stopping:
                 self._wake.clear()
+            # Rows whose callers were already answered 503 (timed out while the database was slow) are left
+            # to WeCom's redelivery: during an outage the queue then holds at most a timeout's worth of rows.
+            refused = sum(1 for w in batch if w.future.done())
+            if refused:
+                self.skipped += refused
+                batch = [w for w in batch if not w.future.done()]
             if batch:
                 await self._commit(batch)
-            elif self._stopping:
+            elif self._stopping and not self._waiting:
                 return
 
     async def _commit(self, batch: list[_Waiter]) -> None:
-        # Waiters answered 503 already (timed out) still have their rows written: harmless, and simpler.
         rows = Batch([(w.corp_id, w.key, w.values) for w in batch])
         try:
             inserted = await asyncio.wait_for(self._write(rows), self.timeout)
