@@ -138,6 +138,14 @@ def decode_event(
     return config.crypto.verify_and_decrypt(msg_signature, timestamp, nonce, encrypt)
 
 
+def store_event(*, corp_id: int, plaintext: bytes) -> Stored:
+    """Store a decrypted callback from a synchronous caller: through this process's group committer when it
+    is on (PostgreSQL), else one INSERT. Returns once the row is committed."""
+    if groupcommit.enabled():
+        return groupcommit.store(corp_id=corp_id, plaintext=plaintext)
+    return store_message(corp_id=corp_id, plaintext=plaintext)
+
+
 def log_stored(corp_id: int, stored: Stored) -> None:
     # DEBUG: at thousands of callbacks a second a line each would be most of the log; the inbox is the record.
     logger.debug(
@@ -156,10 +164,7 @@ def accept_event(
     that is not WeCom's. Returns once the row is committed; a database error propagates (the view answers 5xx
     and WeCom delivers again)."""
     plaintext = decode_event(config, msg_signature=msg_signature, timestamp=timestamp, nonce=nonce, body=body)
-    if groupcommit.enabled():
-        stored = groupcommit.store(corp_id=config.corp_id, plaintext=plaintext)
-    else:
-        stored = store_message(corp_id=config.corp_id, plaintext=plaintext)
+    stored = store_event(corp_id=config.corp_id, plaintext=plaintext)
     log_stored(config.corp_id, stored)
     if stored.pending:  # new, or an identical message that makes the stored row worked again
         wake_worker(config.corp_id)
@@ -223,5 +228,6 @@ __all__ = [
     "load_config",
     "read_envelope",
     "refusal_for",
+    "store_event",
     "verify_url",
 ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import threading
@@ -35,7 +36,7 @@ from django.db import DatabaseError, close_old_connections, connection, connecti
 
 from siyu.wecom import groupcommit
 from siyu.wecom.asynccommit import AsyncGroupCommitter
-from siyu.wecom.inbox import Stored, plan_wake_up, send_wake_up, store_message
+from siyu.wecom.inbox import Stored, plan_wake_up, send_wake_up
 from siyu.wecom.receiver import (
     PLAIN_TEXT,
     TOO_LARGE,
@@ -45,6 +46,7 @@ from siyu.wecom.receiver import (
     load_config,
     log_stored,
     refusal_for,
+    store_event,
     verify_url,
 )
 
@@ -85,24 +87,18 @@ def _with_connection(fn: Callable[..., T], *args: Any) -> T:
 
 
 class ThreadedStore:
-    """Off PostgreSQL: the view's own storing (``store_message``, or the threaded group commit when it is on)
-    on the pool threads."""
+    """Off PostgreSQL: the view's own storing (``receiver.store_event``) on the pool thread."""
 
     def __init__(self, executor: ThreadPoolExecutor) -> None:
         self.executor = executor
 
     async def store(self, *, corp_id: int, plaintext: bytes) -> Stored:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, _with_connection, _store_sync, corp_id, plaintext)
+        store = functools.partial(store_event, corp_id=corp_id, plaintext=plaintext)
+        return await loop.run_in_executor(self.executor, _with_connection, store)
 
     async def stop(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self.executor, groupcommit.shutdown)
-
-
-def _store_sync(corp_id: int, plaintext: bytes) -> Stored:
-    if groupcommit.enabled():
-        return groupcommit.store(corp_id=corp_id, plaintext=plaintext)
-    return store_message(corp_id=corp_id, plaintext=plaintext)
 
 
 class _Slots:
@@ -322,9 +318,6 @@ async def _answer(
     await send({"type": "http.response.body", "body": body})
 
 
-__all__ = ["CALLBACK_PATH", "ReceiverApp", "ThreadedStore"]
-
-
 def run(*, host: str, port: int, workers: int) -> None:
     """Serve the receiver with uvicorn (uvloop, httptools) until SIGINT/SIGTERM: requests in flight are
     answered, rows waiting are committed, then each worker process exits."""
@@ -344,3 +337,6 @@ def run(*, host: str, port: int, workers: int) -> None:
         # In-flight callbacks wait at most WECOM_CALLBACK_STORE_SECONDS for their commit.
         timeout_graceful_shutdown=10,
     )
+
+
+__all__ = ["CALLBACK_PATH", "ReceiverApp", "ThreadedStore", "run"]
