@@ -3,8 +3,8 @@
 The same scheme as ``groupcommit`` (whose ``Batch`` builds the rows and decides what each callback made), on
 the receiver's event loop instead of a thread: request handlers queue their inbox row and await it; one
 committer task takes every row waiting at that moment and writes them in one transaction on one psycopg
-``AsyncConnection`` in pipeline mode — the batch's INSERTs (``ON CONFLICT DO NOTHING RETURNING``, one prepared
-statement) in one round trip, the re-queueing of redelivered rows and COMMIT in a second — and only then
+``AsyncConnection`` in pipeline mode — BEGIN, the batch's INSERTs (``ON CONFLICT DO NOTHING RETURNING``, one
+prepared statement) and COMMIT in one round trip, the re-queueing of redelivered rows after it — and only then
 resolves the handlers' futures. While one batch commits the next gathers, so a lone callback waits for
 one commit and a burst shares them: per callback a share of one WAL flush and no thread hand-off.
 
@@ -185,26 +185,34 @@ class AsyncGroupCommitter:
     async def _write(self, rows: Batch) -> set[tuple[int, str]]:
         """INSERT the batch's rows in one transaction; returns the (corp_id, dedupe_key) pairs inserted.
 
-        One prepared INSERT per row, pipelined: BEGIN and the rows go out in one round trip, the re-queueing
-        of redeliveries and COMMIT in a second. (Measured here with psycopg 3.3 against the alternatives, per
-        row at batches of 10–60: a binary COPY into a temporary table and one INSERT … SELECT cost a little
-        less CPU at large batches but five round trips, each a wait for the scheduler on a busy machine, and
-        p50 latency rose by half; one multi-row VALUES statement costs twice the client CPU.)
+        One prepared INSERT per row, pipelined with BEGIN and COMMIT: the batch is one round trip, so one
+        wake-up of this process and of its database session (on a busy machine each is a wait for the
+        scheduler: with BEGIN and the rows in one round trip and COMMIT in a second, bench/callbacks.py
+        measured 60–90% of the rate). Redelivered rows that must be worked
+        again (``inbox.work_again``) are re-queued in a second transaction; their callers are answered after
+        it (the batch's outcome is theirs too: a failure there refuses the whole batch, and WeCom's
+        redeliveries of its new rows are then duplicates).
+
+        Measured here with psycopg 3.3 against the alternatives, per row at batches of 10–60: a binary COPY
+        into a temporary table and one INSERT … SELECT cost a little less CPU at large batches but five round
+        trips; one multi-row VALUES statement costs twice the client CPU.
         """
         conn = await self._connect()
         django_connection = connections[self.alias]  # its adapters only: it is never used to connect here
         _fields, sql = insert_statement()
         params = rows.params(django_connection)
         inserted: set[tuple[int, str]] = set()
-        async with conn.pipeline(), conn.transaction(), conn.cursor() as cursor:
-            await cursor.executemany(sql, params, returning=True)
+        async with conn.pipeline(), conn.cursor() as cursor:
+            async with conn.transaction():  # BEGIN and COMMIT are queued with the rows, not sent apart
+                await cursor.executemany(sql, params, returning=True)
             while True:
                 inserted.update((int(c), str(k)) for c, k in await cursor.fetchall())
                 if not cursor.nextset():
                     break
-            again = rows.to_work_again(inserted)
-            if again:  # a redelivery, or a second identical change: see inbox.work_again
-                moment = now()
+        again = rows.to_work_again(inserted)
+        if again:
+            moment = now()
+            async with conn.pipeline(), conn.transaction(), conn.cursor() as cursor:
                 await cursor.executemany(
                     requeue_statement(),
                     [requeue_params(c, k, moment=moment, connection=django_connection) for c, k in again],
