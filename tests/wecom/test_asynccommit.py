@@ -16,7 +16,7 @@ import pytest
 from django.db import connection
 
 from siyu.core.clock import now
-from siyu.wecom.asynccommit import APPLICATION_NAME, AsyncGroupCommitter
+from siyu.wecom.asynccommit import APPLICATION_NAME, AsyncGroupCommitter, connection_params
 from siyu.wecom.groupcommit import NotStored
 from siyu.wecom.inbox import dedupe_key
 from siyu.wecom.models import InboxEvent
@@ -218,3 +218,20 @@ def test_rows_whose_callers_were_refused_while_queued_are_left_to_the_redelivery
     # and WeCom's redeliveries are stored
     again = _with_committer(lambda c: _outcomes(c, corp.pk, [_event(n) for n in range(3)]))
     assert [o.created for o in again] == [True, True, True]
+
+
+def test_the_receiver_prepares_its_statements_unless_the_database_options_say_otherwise():
+    # given Django's settings without a word about prepared statements
+    params = connection_params()
+    # then the receiver's connection prepares its INSERT, and names itself
+    assert params["prepare_threshold"] == 0
+    assert params["application_name"] == APPLICATION_NAME
+    assert "cursor_factory" not in params  # Django's synchronous cursor class
+    # when the options keep statements unprepared (a transaction-pooling proxy in front of PostgreSQL)
+    options = connection.settings_dict.setdefault("OPTIONS", {})
+    options["prepare_threshold"] = None
+    try:
+        # then so does the receiver
+        assert connection_params()["prepare_threshold"] is None
+    finally:
+        del options["prepare_threshold"]

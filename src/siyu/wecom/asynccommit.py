@@ -48,9 +48,9 @@ def connection_params(alias: str = "default") -> dict[str, Any]:
     params.setdefault("application_name", APPLICATION_NAME)
     params.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
     # Django leaves statements unprepared by default, for transaction-pooling proxies; the receiver's
-    # connection runs one INSERT thousands of times a second and prepares it (OPTIONS["prepare_threshold"]
-    # still rules).
-    if params.get("prepare_threshold") is None:
+    # connection runs one INSERT thousands of times a second and prepares it, unless the database's OPTIONS
+    # say otherwise ("prepare_threshold": None keeps them unprepared, as for Django).
+    if "prepare_threshold" not in connections[alias].settings_dict.get("OPTIONS", {}):
         params["prepare_threshold"] = 0
     return params
 
