@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -597,6 +597,7 @@ def import_relations(
     dedupe_prefix: str,
     payload_extra: Mapping[str, Any] | None = None,
     customer_ids: Mapping[str, int] | None = None,
+    active: Collection[tuple[int, int]] | None = None,
 ) -> list[ImportedRelation]:
     """Add, set-based, the relations of ``items`` that are not active yet, creating missing customers.
 
@@ -605,7 +606,9 @@ def import_relations(
     thousand of them); the profile of a customer who already exists is left as it is. Rows are written in a
     few multi-row statements (``core.bulk``), and a row a concurrent writer added first (a callback) is
     skipped, not doubled. ``customer_ids`` are the ids of the items' customers the caller has just read in
-    this transaction (external_userid → id; the rest are looked up). Returns the relations created.
+    this transaction (external_userid → id; the rest are looked up), ``active`` the (customer id, staff id)
+    pairs of those customers' active relations read with them (else looked up). Returns the relations
+    created.
     """
     if not items:
         return []
@@ -666,6 +669,7 @@ def import_relations(
             Customer, CUSTOMER_COLUMNS, rows, returning=("id", "external_userid")
         )
     )
+    raced: list[str] = []
     if len(customers) < len(by_customer):  # a callback created some meanwhile: theirs stand
         raced = [e for e in by_customer if e not in customers]
         existing.update(raced)
@@ -674,15 +678,16 @@ def import_relations(
             .filter(external_userid__in=raced)
             .values_list("external_userid", "pk")
         )
-    active = (
-        set(
-            FollowRelation.objects.for_corp(corp)
-            .filter(customer_id__in=[customers[e] for e in existing], status=FollowRelation.Status.ACTIVE)
-            .values_list("customer_id", "staff_id")
+    if active is None or raced:
+        active = (
+            set(
+                FollowRelation.objects.for_corp(corp)
+                .filter(customer_id__in=[customers[e] for e in existing], status=FollowRelation.Status.ACTIVE)
+                .values_list("customer_id", "staff_id")
+            )
+            if existing
+            else set()
         )
-        if existing
-        else set()
-    )
     wanted: dict[tuple[int, int], RelationImport] = {}
     for external_userid, relation_items in by_customer.items():
         for staff_id, item in relation_items.items():

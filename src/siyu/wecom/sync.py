@@ -16,13 +16,15 @@ record are marked ``{"reconciled": true}`` with source ``sync``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import logging
 import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -30,6 +32,7 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 from django_tasks import task
 
+from siyu.core.bulk import in_list, select_rows
 from siyu.core.clock import now
 from siyu.core.errors import Conflict, Invalid
 from siyu.corps.models import Corp, Department, Staff
@@ -37,7 +40,6 @@ from siyu.corps.services import audit, delete_department, upsert_staff
 from siyu.customers.models import Customer, Event, FollowRelation
 from siyu.customers.services import (
     GENDERS,
-    PROFILE_FIELDS,
     TYPES,
     ImportedRelation,
     RelationImport,
@@ -553,6 +555,24 @@ class _Answers(Generic[T]):
         self.close()
 
 
+@contextlib.contextmanager
+def _work_transaction() -> Iterator[None]:
+    """A transaction of a sync's work and the checkpoint after it.
+
+    On PostgreSQL its commit does not wait for the WAL to reach the disk (one flush per transaction, a few
+    hundred in a large first sync). Should the server crash, the last of these transactions may be lost — each
+    together with the checkpoint that records it, so the run redoes them from WeCom's answers: nothing
+    half-applied, nothing doubled, and nothing a sync writes is sent anywhere before WeCom has it anyway.
+    Only when it is the outermost transaction, so that a caller's own writes stay durable.
+    """
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
+
+
 def _keep_statistics() -> None:
     """Analyse the tables a sync grows whose statistics are far behind (see ``ANALYZED_MODELS``)."""
     if connection.vendor != "postgresql":
@@ -580,28 +600,18 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
 
 
 def _apply_relations_page(runner: Runner, relations: Iterable[s.CustomerRelation]) -> None:
-    """Mirror one ``batch/get_by_user`` page in a few queries, whatever it holds.
+    """Mirror ``batch/get_by_user`` pages in a few queries, whatever they hold.
 
-    Three reads find what Siyu has (customers' profiles, their active relations, those relations' WeCom tags,
-    as plain values); relations new to Siyu are imported set-based (customers, relations, ``added`` and
-    ``tagged`` events in a few multi-row statements). Known relations are compared with WeCom's answer in
-    memory, and only those that differ go through the one-at-a-time services (remark, tags), as do customers
-    whose profile changed.
+    One read finds what Siyu has (the customers' profiles, their active relations and those relations' WeCom
+    tags, as plain values); relations new to Siyu are imported set-based (customers, relations, ``added`` and
+    ``tagged`` events in a few bulk statements). Known relations are compared with WeCom's answer in memory,
+    and only those that differ go through the one-at-a-time services (remark, tags), as do customers whose
+    profile changed — on unchanged data a page writes nothing.
     """
     mirror = runner.mirror
     corp = runner.corp
     entries = list(relations)
-    external_ids = {e.external_contact.external_userid for e in entries}
-    profiles: dict[str, tuple[Any, ...]] = {}
-    customer_ids: dict[str, int] = {}
-    for pk, external_userid, *profile in (
-        Customer.objects.for_corp(corp)
-        .filter(external_userid__in=external_ids)
-        .values_list("pk", "external_userid", *PROFILE_FIELDS)
-    ):
-        customer_ids[external_userid] = pk
-        profiles[external_userid] = tuple(profile)
-    known = _known_relations(corp, list(customer_ids.values())) if customer_ids else {}
+    customer_ids, profiles, known = _known_state(corp, {e.external_contact.external_userid for e in entries})
     # Siyu's writes still on their way to WeCom are on relations Siyu has, so of customers it knows: the
     # others (most of a first sync) need no look-up.
     mirror.prefetch_pending_writes(customer_ids)
@@ -611,55 +621,76 @@ def _apply_relations_page(runner: Runner, relations: Iterable[s.CustomerRelation
         contact = entry.external_contact
         facts = RelationFacts.from_follow_info(entry.follow_info)
         staff = mirror.staff(facts.userid)
-        runner.count("relations")
-        profile = _profile(contact)
         customer_id = customer_ids.get(contact.external_userid)
-        if customer_id is not None and profiles[contact.external_userid] != profile:
+        if customer_id is None:
+            imports.append((_relation_import(contact, facts, staff), facts))
+            continue
+        profile = _profile(contact)
+        if profiles[contact.external_userid] != profile:
             mirror.customer(contact)
             profiles[contact.external_userid] = profile
-        relation = known.get((customer_id, staff.pk)) if customer_id is not None else None
+        relation = known.get((customer_id, staff.pk))
         if relation is None:
             imports.append((_relation_import(contact, facts, staff), facts))
         else:
             current = mirror.current_facts(contact.external_userid, facts)
             if not mirror.relation_matches(relation, current):
                 stale.append((relation.pk, current))
+    runner.count("relations", len(entries))
     for relation_id, facts in stale:
         instance = FollowRelation.objects.select_related("customer", "staff").get(pk=relation_id)
         mirror.relation(instance.customer, facts, relation=instance, known=True)
     if imports:
-        _import(runner, imports, customer_ids)
+        _import(runner, imports, customer_ids, active=set(known))
 
 
-def _known_relations(corp: Corp, customer_ids: list[int]) -> dict[tuple[int, int], KnownRelation]:
-    """The active relations of these customers, with their WeCom tag ids, by (customer id, staff id)."""
-    rows = list(
-        FollowRelation.objects.for_corp(corp)
-        .filter(customer_id__in=customer_ids, status=FollowRelation.Status.ACTIVE)
-        .values_list(
-            "pk", "customer_id", "staff_id", "remark", "description", "remark_corp_name", "remark_mobiles"
-        )
-    )
+# A page's customers with their profiles, active relations and the WeCom ids of those relations' tags
+# (Siyu-only tags have none); the caller appends the condition on external_userid.
+KNOWN_STATE_SQL = (
+    "SELECT c.id, c.external_userid, c.name, c.unionid, c.avatar, c.gender, c.type, c.corp_name, "
+    "c.corp_full_name, r.id, r.staff_id, r.remark, r.description, r.remark_corp_name, r.remark_mobiles, "
+    "t.wecom_tag_id "
+    "FROM customers_customer c "
+    "LEFT JOIN customers_followrelation r ON r.customer_id = c.id AND r.status = %s "
+    "LEFT JOIN tags_relationtag rt ON rt.relation_id = r.id "
+    "LEFT JOIN tags_tag t ON t.id = rt.tag_id "
+    "WHERE c.corp_id = %s AND "
+)
+
+
+def _known_state(
+    corp: Corp, external_userids: Collection[str]
+) -> tuple[dict[str, int], dict[str, tuple[Any, ...]], dict[tuple[int, int], KnownRelation]]:
+    """What Siyu has of these customers, in one read: their ids and profiles (``PROFILE_FIELDS``) by
+    external_userid, their active relations with the WeCom ids of their tags by (customer id, staff id)."""
+    wanted, params = in_list("c.external_userid", external_userids)
+    rows = select_rows(KNOWN_STATE_SQL + wanted, [FollowRelation.Status.ACTIVE.value, corp.pk, *params])
+    customer_ids: dict[str, int] = {}
+    profiles: dict[str, tuple[Any, ...]] = {}
+    relations: dict[int, tuple[Any, ...]] = {}
     tags: dict[int, set[str]] = {}
-    if rows:
-        for relation_id, wecom_tag_id in (
-            RelationTag.objects.for_corp(corp)
-            .filter(relation_id__in=[r[0] for r in rows])
-            .exclude(tag__wecom_tag_id="")
-            .values_list("relation_id", "tag__wecom_tag_id")
-        ):
-            tags.setdefault(relation_id, set()).add(wecom_tag_id)
-    return {
+    for customer_id, external_userid, *rest in rows:
+        customer_ids[external_userid] = customer_id
+        profiles[external_userid] = tuple(rest[:7])
+        relation_id, *relation, wecom_tag_id = rest[7:]
+        if relation_id is None:
+            continue
+        relations[relation_id] = (customer_id, *relation)
+        wecom_tags = tags.setdefault(relation_id, set())
+        if wecom_tag_id:  # Siyu-only tags (no WeCom id) are not WeCom's business
+            wecom_tags.add(wecom_tag_id)
+    known = {
         (customer_id, staff_id): KnownRelation(
             pk=pk,
             remark=remark,
             description=description,
             remark_corp_name=remark_corp_name,
-            remark_mobiles=tuple(remark_mobiles),
-            tag_ids=frozenset(tags.get(pk, ())),
+            remark_mobiles=tuple(json.loads(mobiles) if isinstance(mobiles, str) else mobiles),
+            tag_ids=frozenset(tags[pk]),
         )
-        for pk, customer_id, staff_id, remark, description, remark_corp_name, remark_mobiles in rows
+        for pk, (customer_id, staff_id, remark, description, remark_corp_name, mobiles) in relations.items()
     }
+    return customer_ids, profiles, known
 
 
 def _profile(contact: s.ExternalContact) -> tuple[Any, ...]:
@@ -698,7 +729,11 @@ def _relation_import(contact: s.ExternalContact, facts: RelationFacts, staff: St
 
 
 def _import(
-    runner: Runner, imports: list[tuple[RelationImport, RelationFacts]], customer_ids: dict[str, int]
+    runner: Runner,
+    imports: list[tuple[RelationImport, RelationFacts]],
+    customer_ids: dict[str, int],
+    *,
+    active: set[tuple[int, int]],
 ) -> None:
     mirror = runner.mirror
     created = {
@@ -710,6 +745,7 @@ def _import(
             dedupe_prefix=mirror.dedupe_prefix,
             payload_extra=mirror.payload_extra,
             customer_ids=customer_ids,
+            active=active,
         )
     }
     mirror.repairs["relations_added"] += len(created)
@@ -747,7 +783,7 @@ def sync_customers(runner: Runner) -> None:
     if checkpoint["phase"] == "members":
         with _Answers(lists) as listed:
             while lists_read := listed.take(runner.batch(MEMBERS_PER_TRANSACTION)):
-                with transaction.atomic():
+                with _work_transaction():
                     _end_missing_relations(runner, lists_read)
                     checkpoint["member"] += len(lists_read)
                     checkpoint["expected"] += sum(len(in_wecom) for _u, _at, in_wecom in lists_read)
@@ -770,7 +806,7 @@ def sync_customers(runner: Runner) -> None:
     with _Answers(pages) as answers:
         while batch := answers.take(runner.batch(PAGES_PER_TRANSACTION)):
             entries = [entry for _chunk, _cursor, page in batch for entry in page.external_contact_list]
-            with transaction.atomic():
+            with _work_transaction():
                 _apply_relations_page(runner, entries)
                 chunk, cursor, page = batch[-1]
                 if page.next_cursor and page.next_cursor != cursor:
@@ -783,8 +819,9 @@ def sync_customers(runner: Runner) -> None:
             runner.step(len(batch))
     with transaction.atomic():
         runner.run.counts["customers"] = (
-            Customer.objects.for_corp(runner.corp)
-            .filter(relations__status=FollowRelation.Status.ACTIVE)
+            FollowRelation.objects.for_corp(runner.corp)
+            .filter(status=FollowRelation.Status.ACTIVE)
+            .values("customer_id")
             .distinct()
             .count()
         )
@@ -861,7 +898,7 @@ def sync_groups(runner: Runner) -> None:
 
         with _Answers(chats) as answers:
             while batch := answers.take(runner.batch(GROUPS_PER_TRANSACTION)):
-                with transaction.atomic():
+                with _work_transaction():
                     for ref, chat in batch:
                         runner.mirror.group_chat(
                             chat, inheritance_status=ref.status, sync_run_id=runner.run.pk
