@@ -22,6 +22,7 @@ Callers stay their app's services (the only write path); this is how they write.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -261,12 +262,12 @@ def _copy(
         return None
     if not back:
         return []
-    picks = [None if f is pk else list(fields).index(f) for f in back]
-    pk_values: list[int | None] = list(ids) if with_ids else [None] * len(rows)
-    return [
-        tuple(pk_value if i is None else row[i] for i in picks)
-        for pk_value, row in zip(pk_values, rows, strict=True)
-    ]
+    # Each returned tuple picked from (id, *row) in one C call per row.
+    pick = operator.itemgetter(*[0 if f is pk else 1 + list(fields).index(f) for f in back])
+    full = zip(ids, rows, strict=True) if with_ids else ((None, row) for row in rows)
+    if len(back) == 1:
+        return [(pick((pk_value, *row)),) for pk_value, row in full]
+    return [pick((pk_value, *row)) for pk_value, row in full]
 
 
 def update_rows(model: type[models.Model], names: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:

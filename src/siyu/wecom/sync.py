@@ -24,6 +24,7 @@ import queue
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -47,7 +48,7 @@ from siyu.customers.services import (
 )
 from siyu.groups.models import GroupChat, GroupMember
 from siyu.groups.services import dismiss_unseen_group_chats
-from siyu.tags.models import RelationTag, Tag
+from siyu.tags.models import CustomerTag, RelationTag, Tag
 from siyu.tags.services import add_relation_tags
 from siyu.wecom import schemas as s
 from siyu.wecom.errors import ConfigurationError, TooManyItems
@@ -69,24 +70,26 @@ WEIGHTS = {"departments": 2, "staff": 6, "tags": 2, "customers": 75, "groups": 1
 USERIDS_PER_BATCH = 100  # batch/get_by_user: userid_list ≤ 100 (wecom-api.md §4.1, §6)
 RELATIONS_PER_PAGE = 100  # batch/get_by_user: limit ≤ 100
 # Units of work per transaction, each still a step of the budget: a transaction costs a dozen round trips to
-# the database whatever it writes, so a few pages (~500 relations, ~4,500 rows on a first sync) share one,
-# yet it holds its locks for well under a second. Members' lists and groups likewise.
-PAGES_PER_TRANSACTION = 5
+# the database whatever it writes, so ten pages (~1,000 relations, ~9,000 rows on a first sync, split between
+# two transactions, see ``_Helper``) share one, yet it holds its locks for well under a second (~0.3 s
+# measured at 100,000 customers). Members' lists and groups likewise.
+PAGES_PER_TRANSACTION = 10
 MEMBERS_PER_TRANSACTION = 10
 GROUPS_PER_TRANSACTION = 10
 # A first sync grows the tables it then reads by key (customers by external_userid, relations by customer,
-# tags by relation, group members by group) from nothing to 100,000s of rows in a minute, faster than
-# autovacuum's analyze follows (it wakes once a minute, if it is on at all). Planned on statistics of a far
-# smaller table, a lookup scans the corp's whole index instead of the unique one: measured 140 ms instead of
-# under 1 ms at 100,000 customers. So the sync analyses such a table itself once it has changed by as many
-# rows as it had at its last analysis (doubling: a handful of analyses from 5,000 rows to millions), checking
-# at most every few seconds (one read of pg_stat_user_tables).
-ANALYZED_MODELS = (Customer, FollowRelation, RelationTag, GroupMember, GroupChat)
+# tags by relation, customer tags by customer, group members by group) from nothing to 100,000s of rows in a
+# minute, faster than autovacuum's analyze follows (it wakes once a minute, if it is on at all). Planned on
+# statistics of a far smaller table, a lookup scans the corp's whole index instead of the unique one:
+# measured 140 ms instead of under 1 ms at 100,000 customers (750 ms for a page's customer tags). So the sync
+# analyses such a table itself once it has changed by as many rows as it had at its last analysis (doubling:
+# a handful of analyses from 5,000 rows to millions), checking at most every few seconds (one read of
+# pg_stat_user_tables).
+ANALYZED_MODELS = (Customer, FollowRelation, RelationTag, CustomerTag, GroupMember, GroupChat)
 ANALYZE_MIN_CHANGES = 5000
 STATISTICS_CHECK_SECONDS = 5.0
 # WeCom answers fetched ahead of the ones being written: enough for the next transaction, and a bound on
-# what waits in memory (ten pages of 100 relations, ten members' lists, ten groups).
-READ_AHEAD = 10
+# what waits in memory (twenty pages of 100 relations, twenty members' lists or groups).
+READ_AHEAD = 20
 GROUPS_PER_PAGE = 1000  # groupchat/list: limit 1..1000 (§4.7)
 OWNERS_PER_FILTER = 100  # groupchat/list: owner_filter.userid_list ≤ 100
 # A relation added less than this before a member's customer list was read may not be in that list yet (clocks
@@ -573,6 +576,99 @@ def _work_transaction() -> Iterator[None]:
         yield
 
 
+class _Helper:
+    """A second thread applying part of each batch, in its own transaction on its own database connection,
+    while the caller applies the rest: PostgreSQL, which does most of a first sync's work (indexes,
+    foreign-key checks at commit), then works on both parts at once on a second core, and Python's share of
+    one part runs while the other waits for the database.
+
+    The parts are split by customer (``_split_by_customer``), so the two transactions never write the same
+    customer, relation, tag, customer tag or event, and never wait for each other. The helper's mirror reads
+    the members and tags the caller's mirror resolved before the batch (``Mirror.helper``). Like ``_Answers``,
+    it runs only on PostgreSQL outside a transaction; elsewhere ``wait`` applies the part in line, in the
+    caller's transaction.
+    """
+
+    def __init__(self, work: Callable[[Any], None]) -> None:
+        self._work = work
+        self._threaded = connection.vendor == "postgresql" and not connection.in_atomic_block
+        self._jobs: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+        self._results: queue.Queue[BaseException | None] = queue.Queue(maxsize=1)
+        self._pending: list[Any] = []
+        self._thread: threading.Thread | None = None
+        if self._threaded:
+            self._thread = threading.Thread(target=self._run, name="siyu-sync-helper", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                more, job = self._jobs.get()
+                if not more:
+                    return
+                try:
+                    with _work_transaction():
+                        self._work(job)
+                except BaseException as exc:  # handed over to the caller's wait()
+                    self._results.put(exc)
+                else:
+                    self._results.put(None)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    def submit(self, job: Any) -> None:
+        """Start applying ``job``; ``wait`` tells when it is committed."""
+        if self._thread is not None:
+            self._jobs.put((True, job))
+        else:
+            self._pending.append(job)
+
+    def wait(self, *, discard: bool = False) -> BaseException | None:
+        """The submitted job's failure, or None once it is committed (in line: applied); with ``discard``
+        (the caller's own part failed) an in-line job is dropped and a threaded one only waited for."""
+        if self._thread is not None:
+            return self._results.get()
+        jobs, self._pending = self._pending, []
+        if discard:
+            return None
+        try:
+            for job in jobs:
+                self._work(job)
+        except Exception as exc:
+            return exc
+        return None
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._jobs.put((False, None))
+            self._thread.join()
+
+    def __enter__(self) -> _Helper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _split_by_customer(entries: list[s.CustomerRelation]) -> tuple[list[s.CustomerRelation], ...]:
+    """A batch's relations in two parts, every relation of a customer in the same part (by a hash of its
+    external_userid that does not change between runs)."""
+    parts: tuple[list[s.CustomerRelation], list[s.CustomerRelation]] = ([], [])
+    for entry in entries:
+        parts[zlib.crc32(entry.external_contact.external_userid.encode()) & 1].append(entry)
+    return parts
+
+
+def _resolve_members_and_tags(mirror: Mirror, entries: list[s.CustomerRelation]) -> None:
+    """Look up (and create, fetching them from WeCom) the members and tags a batch names, so that the helper's
+    mirror finds them all."""
+    tag_ids: set[str] = set()
+    for entry in entries:
+        mirror.staff(entry.follow_info.userid)
+        tag_ids.update(entry.follow_info.tag_id)
+    mirror.tags_by_wecom_id(tag_ids)
+
+
 def _keep_statistics() -> None:
     """Analyse the tables a sync grows whose statistics are far behind (see ``ANALYZED_MODELS``)."""
     if connection.vendor != "postgresql":
@@ -599,7 +695,7 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _apply_relations_page(runner: Runner, relations: Iterable[s.CustomerRelation]) -> None:
+def _apply_relations_page(mirror: Mirror, relations: Iterable[s.CustomerRelation]) -> None:
     """Mirror ``batch/get_by_user`` pages in a few queries, whatever they hold.
 
     One read finds what Siyu has (the customers' profiles, their active relations and those relations' WeCom
@@ -608,10 +704,12 @@ def _apply_relations_page(runner: Runner, relations: Iterable[s.CustomerRelation
     and only those that differ go through the one-at-a-time services (remark, tags), as do customers whose
     profile changed — on unchanged data a page writes nothing.
     """
-    mirror = runner.mirror
-    corp = runner.corp
     entries = list(relations)
-    customer_ids, profiles, known = _known_state(corp, {e.external_contact.external_userid for e in entries})
+    if not entries:
+        return
+    customer_ids, profiles, known = _known_state(
+        mirror.corp, {e.external_contact.external_userid for e in entries}
+    )
     # Siyu's writes still on their way to WeCom are on relations Siyu has, so of customers it knows: the
     # others (most of a first sync) need no look-up.
     mirror.prefetch_pending_writes(customer_ids)
@@ -636,12 +734,11 @@ def _apply_relations_page(runner: Runner, relations: Iterable[s.CustomerRelation
             current = mirror.current_facts(contact.external_userid, facts)
             if not mirror.relation_matches(relation, current):
                 stale.append((relation.pk, current))
-    runner.count("relations", len(entries))
     for relation_id, facts in stale:
         instance = FollowRelation.objects.select_related("customer", "staff").get(pk=relation_id)
         mirror.relation(instance.customer, facts, relation=instance, known=True)
     if imports:
-        _import(runner, imports, customer_ids, active=set(known))
+        _import(mirror, imports, customer_ids, active=set(known))
 
 
 # A page's customers with their profiles, active relations and the WeCom ids of those relations' tags
@@ -729,17 +826,16 @@ def _relation_import(contact: s.ExternalContact, facts: RelationFacts, staff: St
 
 
 def _import(
-    runner: Runner,
+    mirror: Mirror,
     imports: list[tuple[RelationImport, RelationFacts]],
     customer_ids: dict[str, int],
     *,
     active: set[tuple[int, int]],
 ) -> None:
-    mirror = runner.mirror
     created = {
         (r.external_userid, r.userid): r
         for r in import_relations(
-            corp=runner.corp,
+            corp=mirror.corp,
             items=[item for item, _facts in imports],
             source=mirror.source,
             dedupe_prefix=mirror.dedupe_prefix,
@@ -803,11 +899,29 @@ def sync_customers(runner: Runner) -> None:
             else:
                 chunk, cursor = chunk + 1, ""
 
-    with _Answers(pages) as answers:
+    mirror = runner.mirror
+    helping = mirror.helper()
+    with _Answers(pages) as answers, _Helper(lambda part: _apply_relations_page(helping, part)) as helper:
         while batch := answers.take(runner.batch(PAGES_PER_TRANSACTION)):
             entries = [entry for _chunk, _cursor, page in batch for entry in page.external_contact_list]
+            runner.count("relations", len(entries))
+            with transaction.atomic():  # committed before the helper's transaction needs them
+                _resolve_members_and_tags(mirror, entries)
+            ours, theirs = _split_by_customer(entries)
+            helper.submit(theirs)
             with _work_transaction():
-                _apply_relations_page(runner, entries)
+                try:
+                    _apply_relations_page(mirror, ours)
+                except BaseException:
+                    helper.wait(discard=True)
+                    raise
+                # Its part is committed before ours, which carries the checkpoint: a run stopped in between
+                # applies the batch again, and finds the helper's part already there.
+                failure = helper.wait()
+                if failure is not None:
+                    raise failure
+                mirror.repairs.update(helping.repairs)
+                helping.repairs.clear()
                 chunk, cursor, page = batch[-1]
                 if page.next_cursor and page.next_cursor != cursor:
                     checkpoint.update(chunk=chunk, cursor=page.next_cursor)
