@@ -114,13 +114,15 @@ def _cursor(*, raw: bool = False) -> Any:
     return connection.cursor()
 
 
-def in_list(column: str, values: Iterable[Any]) -> tuple[str, list[Any]]:
-    """``column`` is one of ``values``, as SQL with one parameter whatever their number: ``= ANY(array)`` on
-    PostgreSQL, a JSON array's elements on SQLite. The ORM's ``__in`` writes and binds one placeholder per
-    value, which costs more client CPU than the rest of a sync page's reads together."""
+def in_list(column: str, values: Iterable[Any], *, negate: bool = False) -> tuple[str, list[Any]]:
+    """``column`` is one of ``values`` (``negate``: none of them), as SQL with one parameter whatever their
+    number: ``= ANY(array)`` (``<> ALL``, hashed since PostgreSQL 15) on PostgreSQL, a JSON array's elements
+    on SQLite. The ORM's ``__in`` writes and binds one placeholder per value, which costs more client CPU than
+    the rest of a sync page's reads together."""
     if connection.vendor == "postgresql":
-        return f"{column} = ANY(%s)", [list(values)]
-    return f"{column} IN (SELECT value FROM json_each(%s))", [json.dumps(list(values))]  # noqa: S608 - a column name
+        return f"{column} {'<> ALL' if negate else '= ANY'}(%s)", [list(values)]
+    test = "NOT IN" if negate else "IN"
+    return f"{column} {test} (SELECT value FROM json_each(%s))", [json.dumps(list(values))]  # noqa: S608
 
 
 def select_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
