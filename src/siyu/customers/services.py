@@ -36,7 +36,8 @@ def build_search_text(customer: Customer, relations: Iterable[FollowRelation]) -
 
 
 def refresh_search_text(customer: Customer) -> None:
-    text = build_search_text(customer, customer.relations.all())
+    # In the order they were added, as the bulk import writes it (an index's order otherwise).
+    text = build_search_text(customer, customer.relations.order_by("id"))
     if text != customer.search_text:
         customer.search_text = text
         Customer.objects.filter(pk=customer.pk).update(search_text=text)
