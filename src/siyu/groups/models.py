@@ -9,7 +9,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from siyu.core.clock import now
-from siyu.core.tenancy import CorpManager, CorpOwned
+from siyu.core.tenancy import CorpManager, CorpOwned, corp_key
 
 
 class GroupChat(CorpOwned):
@@ -19,6 +19,7 @@ class GroupChat(CorpOwned):
         ACTIVE = "active", _("Active")
         DISMISSED = "dismissed", _("Dismissed")
 
+    corp = corp_key(db_index=False)  # group_chat_unique_chat_id and group_chat_corp_status lead with it
     chat_id = models.CharField(max_length=64)
     name = models.CharField(max_length=128, blank=True, default="")
     owner = models.ForeignKey(
@@ -70,14 +71,21 @@ class GroupMember(CorpOwned):
         LEFT = 0, _("Left by themselves")
         REMOVED = 1, _("Removed by the owner or an admin")
 
-    group = models.ForeignKey(GroupChat, on_delete=models.CASCADE, related_name="members")
+    # Lookups by corp, group and customer are served by the indexes below, each led by that column.
+    corp = corp_key(db_index=False)
+    group = models.ForeignKey(GroupChat, on_delete=models.CASCADE, related_name="members", db_index=False)
     userid = models.CharField(max_length=64)  # a staff userid or an external_userid
     type = models.SmallIntegerField(choices=Type.choices, default=Type.EXTERNAL)
     staff = models.ForeignKey(
         "corps.Staff", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     customer = models.ForeignKey(
-        "customers.Customer", null=True, blank=True, on_delete=models.SET_NULL, related_name="group_stays"
+        "customers.Customer",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="group_stays",
+        db_index=False,
     )
     unionid = models.CharField(max_length=64, blank=True, default="")
     name = models.CharField(max_length=64, blank=True, default="")

@@ -70,11 +70,14 @@ class Tag(CorpOwned):
 class RelationTag(CorpOwned):
     """A tag on one customer–staff relation, as WeCom keeps it."""
 
+    # Lookups by relation and by customer are served by the two indexes below, each led by that column.
     relation = models.ForeignKey(
-        "customers.FollowRelation", on_delete=models.CASCADE, related_name="relation_tags"
+        "customers.FollowRelation", on_delete=models.CASCADE, related_name="relation_tags", db_index=False
     )
     tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+")
-    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(
+        "customers.Customer", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     created_at = models.DateTimeField(default=now)
 
     objects = CorpManager["RelationTag"]()
@@ -87,8 +90,11 @@ class RelationTag(CorpOwned):
 class CustomerTag(CorpOwned):
     """Derived: a tag is on a customer when any of their relations carries it."""
 
-    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="customer_tags")
-    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="customer_tags")
+    # Both served by the two indexes below (customer_tag_unique, customer_tag_tag_customer).
+    customer = models.ForeignKey(
+        "customers.Customer", on_delete=models.CASCADE, related_name="customer_tags", db_index=False
+    )
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="customer_tags", db_index=False)
 
     objects = CorpManager["CustomerTag"]()
 
