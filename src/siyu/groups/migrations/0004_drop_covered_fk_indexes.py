@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('corps', '0002_apikey_staff'),
         ('customers', '0003_drop_covered_fk_indexes'),
-        ('groups', '0002_group_member_userid'),
+        ('groups', '0003_group_codes_welcome'),
     ]
 
     operations = [
