@@ -149,6 +149,8 @@ class Event(CorpOwned):
         GROUP_LEFT = "group_left", _("Left a customer group")
         TRANSFER_FAILED = "transfer_failed", _("Transfer failed")
         ARCHIVE_APPROVED = "archive_approved", _("Agreed to chat archiving")
+        WELCOMED = "welcomed", _("Welcome message sent")
+        WELCOME_NOT_SENT = "welcome_not_sent", _("Welcome message not sent")
 
     class Source(models.TextChoices):
         CONSOLE = "console", _("Console")
