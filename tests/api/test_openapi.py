@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 
 from siyu.api.root import api
+from siyu.channels.models import Channel
 from siyu.customers.models import FollowRelation
 from siyu.customers.services import create_custom_field
 from siyu.tags.services import create_tag_group
@@ -114,7 +115,9 @@ def _calls(world, book) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
         "staff_id": world.wang.pk,
         "department_id": world.east.pk,
     }
+    channels = _channels(world)
     return {
+        **channels,
         ("get", "/api/v1/customers"): (ids, None),
         ("get", "/api/v1/custom-fields"): (ids, None),
         ("get", "/api/v1/customers/{customer_id}"): (ids, None),
@@ -146,6 +149,35 @@ def _calls(world, book) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
         ("get", "/api/v1/staff/{staff_id}"): (ids, None),
         ("get", "/api/v1/departments"): (ids, None),
         ("get", "/api/v1/departments/{department_id}"): (ids, None),
+    }
+
+
+def _channels(world) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
+    """Channel operations: one channel for reads and changes, others to pause, resume and archive."""
+    from siyu.channels.services import ChannelInput, MemberInput, create_channel, pause_channel
+
+    def make(name: str) -> int:
+        data = ChannelInput(name=name, members=[MemberInput(staff_id=world.wang.pk)])
+        return create_channel(actor=world.operator, data=data).pk
+
+    main, paused, archived = make("主渠道"), make("暂停渠道"), make("归档渠道")
+    pause_channel(actor=world.operator, channel=Channel.objects.get(pk=paused))
+    body = {"name": "官网", "members": [{"staff_id": world.wang.pk, "daily_cap": 5}]}
+    welcome = {"variants": [{"text": "您好{customer_name}"}]}
+    one = {"channel_id": main}
+    return {
+        ("get", "/api/v1/channels"): (one, None),
+        ("post", "/api/v1/channels"): (one, body),
+        ("get", "/api/v1/channels/{channel_id}"): (one, None),
+        ("put", "/api/v1/channels/{channel_id}"): (one, body),
+        ("post", "/api/v1/channels/{channel_id}/pause"): (one, None),
+        ("post", "/api/v1/channels/{channel_id}/resume"): ({"channel_id": paused}, None),
+        ("post", "/api/v1/channels/{channel_id}/archive"): ({"channel_id": archived}, None),
+        ("post", "/api/v1/channels/{channel_id}/duplicate"): (one, None),
+        ("get", "/api/v1/channels/{channel_id}/adds"): (one, None),
+        ("get", "/api/v1/channels/{channel_id}/welcome"): (one, None),
+        ("put", "/api/v1/channels/{channel_id}/welcome"): (one, welcome),
+        ("put", "/api/v1/welcome-message"): (one, welcome),
     }
 
 
