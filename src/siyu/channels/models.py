@@ -14,6 +14,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from siyu.core.clock import now
 from siyu.core.tenancy import CorpManager, CorpOwned
@@ -45,9 +46,9 @@ class Channel(CorpOwned):
     """A channel live code: a WeCom contact way whose ``state`` attributes every add to this channel."""
 
     class Status(models.TextChoices):
-        ACTIVE = "active", _("Active")
-        PAUSED = "paused", _("Paused")
-        ARCHIVED = "archived", _("Archived")
+        ACTIVE = "active", pgettext_lazy("channel status", "Active")
+        PAUSED = "paused", pgettext_lazy("channel status", "Paused")
+        ARCHIVED = "archived", pgettext_lazy("channel status", "Archived")
 
     class Distribution(models.TextChoices):
         ROUND_ROBIN = "round_robin", _("Round robin")
@@ -227,13 +228,13 @@ class ChannelAdd(CorpOwned):
 
     class Welcome(models.TextChoices):
         QUEUED = "queued", _("Queued")
-        SENT = "sent", _("Sent")
+        SENT = "sent", pgettext_lazy("welcome message", "Sent")
         NO_CODE = "no_code", _("No welcome code from WeCom")
         NO_MESSAGE = "no_message", _("No welcome message configured")
         NOT_CONNECTED = "not_connected", _("Corp not connected to WeCom")
         REJECTED = "rejected", _("Refused by WeCom")
         EXPIRED = "expired", _("Welcome code expired before sending")
-        FAILED = "failed", _("Failed")
+        FAILED = "failed", pgettext_lazy("welcome message", "Failed")
 
     class Source(models.TextChoices):
         CALLBACK = "callback", _("Callback")
