@@ -49,8 +49,8 @@ STATE_FORMAT = "siyu-simulator-state"  # siyu.simulator.statefile.FORMAT, versio
 # Customers read per query when exporting: a few thousand rows per round trip, memory flat at any size.
 EXPORT_BATCH = 1000
 # The demo seed's channels (siyu.corps.seed.STATES) named as the seed's 来源渠道 tags name them: a Siyu
-# channel (siyu.channels.demo) with its own 「联系我」 for each, so the simulator's customers arrive over the same
-# channels the history shows, rotated, capped and welcomed by Siyu.
+# channel (siyu.channels.demo) with its own 「联系我」 for each, so the simulator's customers arrive over
+# the same channels the history shows, rotated, capped and welcomed by Siyu.
 DEMO_CHANNELS = {
     "ch_store": "门店扫码",
     "ch_ad": "线上广告",
