@@ -26,7 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 
 from siyu.channels import contact_way, welcome
-from siyu.channels.models import Channel, ChannelAdd, ChannelTag
+from siyu.channels.models import Channel, ChannelAdd, ChannelStaff, ChannelTag
 from siyu.core.clock import now
 from siyu.core.timewindows import local
 from siyu.corps.models import Corp, Staff
@@ -260,9 +260,17 @@ def _apply_remark(channel: Channel, relation: FollowRelation, add: ChannelAdd) -
 
 
 def refresh_channel(channel_id: int, corp: Corp) -> None:
-    """Step 4: push the channel's contact way if the add changed who should receive, and send it at once."""
+    """Step 4: push the channel's contact way if the add changed who should receive, and send it at once.
+
+    Only counts move with an add: a round-robin channel without caps lists the same members whatever they
+    are (its schedules are the beat's business), so it is not looked at again here."""
     channel = Channel.objects.for_corp(corp).filter(pk=channel_id).select_related("corp").first()
-    if channel is None or channel.status == Channel.Status.ARCHIVED:
+    if channel is None or channel.status != Channel.Status.ACTIVE:
+        return
+    if (
+        channel.distribution == Channel.Distribution.ROUND_ROBIN
+        and not ChannelStaff.objects.for_corp(corp).filter(channel=channel, daily_cap__isnull=False).exists()
+    ):
         return
     contact_way.send_pushed(contact_way.push(channel, priority=Priority.EVENT))
 
