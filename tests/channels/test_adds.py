@@ -279,3 +279,46 @@ def test_changing_staff_keeps_past_attribution(settings, django_capture_on_commi
         assert the_add(env, first).staff_id == staff[0].pk
         assert the_add(env, second).channel_id == channel.pk
         assert the_add(env, second).staff_id == staff[1].pk
+
+
+def test_attachments_go_with_media_ids_from_an_upload(settings, django_capture_on_commit_callbacks):
+    import io
+
+    from PIL import Image
+
+    from siyu.channels.models import MediaAsset
+    from siyu.channels.services import add_media_asset
+
+    with simulated_wecom(settings) as env:
+        staff_like_sim(env)
+        picture = io.BytesIO()
+        Image.new("RGB", (32, 32), "teal").save(picture, format="PNG")
+        asset = add_media_asset(
+            actor=operator_of(env.corp),
+            kind="image",
+            filename="新品.png",
+            content=picture.getvalue(),
+            content_type="image/png",
+        )
+        save_welcome_message(
+            actor=operator_of(env.corp),
+            channel=None,
+            variants=[
+                VariantInput(
+                    text="看看新品",
+                    attachments=[
+                        {"msgtype": "image", "asset_id": asset.pk},
+                        {"msgtype": "link", "title": "新品", "url": "https://example.com/n"},
+                    ],
+                )
+            ],
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            added = env.act("add_customer")
+        sent = env.sim.state.welcome_codes[added["welcome_code"]].message
+        [image, link] = sent["attachments"]
+        asset = MediaAsset.objects.get(pk=asset.pk)
+        assert image == {"msgtype": "image", "image": {"media_id": asset.media_id}}
+        assert asset.media_id in env.sim.state.media
+        assert link["link"]["url"] == "https://example.com/n"
+        assert the_add(env, added).welcome_status == ChannelAdd.Welcome.SENT
