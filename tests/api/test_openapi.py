@@ -116,8 +116,26 @@ def _calls(world, book) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
         "department_id": world.east.pk,
     }
     channels = _channels(world)
+    from siyu.tags.rules import RuleInput, save_tagging_rule
+
+    rule = save_tagging_rule(
+        corp=world.corp, data=RuleInput(name="入群", kind="group_join", tag_ids=[book.vip.pk], config={})
+    )
+    rule_body = {
+        "name": "夜间",
+        "kind": "time_of_add",
+        "tag_ids": [book.vip.pk],
+        "config": {"start": "20:00", "end": "08:00"},
+    }
     return {
         **channels,
+        ("get", "/api/v1/tagging-rules"): (ids, None),
+        ("post", "/api/v1/tagging-rules"): (ids, rule_body),
+        ("put", "/api/v1/tagging-rules/{rule_id}"): (
+            ids | {"rule_id": rule.pk},
+            {**rule_body, "kind": "group_join", "config": {}},
+        ),
+        ("delete", "/api/v1/tagging-rules/{rule_id}"): (ids | {"rule_id": rule.pk}, None),
         ("get", "/api/v1/customers"): (ids, None),
         ("get", "/api/v1/custom-fields"): (ids, None),
         ("get", "/api/v1/customers/{customer_id}"): (ids, None),

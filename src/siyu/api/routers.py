@@ -11,8 +11,10 @@ def register(api: NinjaAPI) -> None:
     from siyu.corps.api import router as corps_router
     from siyu.customers.api import router as customers_router
     from siyu.tags.api import router as tags_router
+    from siyu.tags.rule_api import router as tagging_rules_router
 
     api.add_router("", customers_router)
     api.add_router("", tags_router)
     api.add_router("", corps_router)
     api.add_router("", channels_router)
+    api.add_router("", tagging_rules_router)
