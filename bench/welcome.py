@@ -259,6 +259,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
             since = (
                 ChannelAdd.objects.for_corp(corp).order_by("-pk").values_list("pk", flat=True).first() or 0
             )
+            run = None
             if label == "during_sync":
                 run = start_sync(corp=corp, kind="full")  # a worker runs it
                 deadline = time.monotonic() + 60
@@ -267,18 +268,28 @@ def run(args: argparse.Namespace) -> list[Figure]:
                         raise SystemExit("no worker took the sync within a minute")
                     time.sleep(0.2)
             log(f"{label}: {args.adds:,} adds at {args.rate or 'all at once'} a second …")
+            burst_start = time.monotonic()
             seconds = _burst(sim_url, channel.config_id, args.adds, args.rate)
+            burst_end = time.monotonic()
             rows = _settle(corp, since, args.adds)
             figures[label] = _stats(rows, args.adds, seconds)
-            sync = SyncRun.objects.for_corp(corp).order_by("-pk").first()
+            overlap = ""
+            if run is not None:
+                while SyncRun.objects.get(pk=run.pk).status in (
+                    SyncRun.Status.PENDING,
+                    SyncRun.Status.RUNNING,
+                ):
+                    time.sleep(0.5)  # its end tells how much of the burst it covered
+                sync_end = time.monotonic()
+                covered = max(0.0, min(sync_end, burst_end) - burst_start) / max(
+                    burst_end - burst_start, 0.001
+                )
+                status = SyncRun.objects.get(pk=run.pk).status
+                overlap = f"; the sync ({status}) ran through {covered:.0%} of the burst"
             log(
                 f"  p50 {figures[label]['p50']:.0f} ms, p99 {figures[label]['p99']:.0f} ms, "
                 f"not welcomed {figures[label]['not_welcomed']:.0f}, {figures[label]['per_s']:.1f} adds/s"
-                + (
-                    f"; sync {sync.status} at the end ({sync.stage})"
-                    if label == "during_sync" and sync
-                    else ""
-                )
+                + overlap
             )
         assert Channel.objects.filter(pk=channel.pk).exists()
     finally:
