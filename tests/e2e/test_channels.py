@@ -7,6 +7,7 @@ does the worker's part (sending the outbox, draining the inbox) where a worker p
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,13 +17,21 @@ from playwright.sync_api import Page, expect
 from siyu.channels.models import Channel, ChannelAdd
 from siyu.corps.services import set_corp_credentials, upsert_staff
 from siyu.simulator.testing import running_simulator
-from siyu.wecom import tokens
+from siyu.wecom import groupcommit, tokens
 from siyu.wecom.inbox import drain_inbox
 from siyu.wecom.models import InboxEvent
 from siyu.wecom.outbox import send_due
 from tests.conftest import World
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_committer_left() -> Iterator[None]:
+    """The live server stores callbacks through the process's group committer on PostgreSQL; its thread's
+    connection must be closed before the test database is dropped."""
+    yield
+    groupcommit.shutdown()
 
 
 def wait_for(check: Any, timeout: float = 15.0) -> Any:
