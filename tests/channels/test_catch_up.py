@@ -114,3 +114,50 @@ def test_qr_image_of_the_simulator_is_a_real_code(settings):
 
         image = Image.open(io.BytesIO(httpx.get(way["qr_code"], trust_env=False).content))
         assert 400 <= image.size[0] <= 450 and image.size[0] == image.size[1]
+
+
+def test_a_welcome_outcome_lost_on_the_way_is_read_from_the_outbox():
+    from siyu.channels.handlers import settle_lost_outcomes
+    from siyu.wecom.models import Outbox
+    from siyu.wecom.outbox import enqueue_write
+
+    # given an add whose welcome row was sent, but whose outcome never reached the add
+    corp = connected_corp()
+    staff = factories.make_staff(corp, "店员")
+    relation = add_follow_relation(
+        customer=factories.make_customer(corp), staff=staff, source=Event.Source.WECOM
+    )
+    add, _row = record_add(
+        corp=corp,
+        customer=relation.customer,
+        staff=staff,
+        relation=relation,
+        state="",
+        welcome_code="",
+        half=False,
+        received_at=None,
+    )
+    row = enqueue_write(
+        corp=corp,
+        api="externalcontact/send_welcome_msg",
+        payload={"welcome_code": "CODE", "text": {"content": "hi"}},
+        idempotency_key="welcome:CODE",
+    )
+    sent_at = clock.now()
+    Outbox.objects.filter(pk=row.pk).update(status=Outbox.Status.DONE, sent_at=sent_at)
+    ChannelAdd.objects.filter(pk=add.pk).update(
+        welcome_status=ChannelAdd.Welcome.QUEUED,
+        welcome_outbox=row,
+        welcome_deadline=sent_at,
+        received_at=sent_at - dt.timedelta(seconds=1),
+    )
+    # when the beat looks a few minutes later
+    with clock.frozen_at(sent_at + dt.timedelta(minutes=5)):
+        assert settle_lost_outcomes() == 1
+        assert settle_lost_outcomes() == 0
+    add.refresh_from_db()
+    assert add.welcome_status == ChannelAdd.Welcome.SENT
+    assert add.welcome_seconds == pytest.approx(1.0)
+    assert (
+        Event.objects.for_corp(corp).filter(kind=Event.Kind.WELCOMED, customer=relation.customer).count() == 1
+    )

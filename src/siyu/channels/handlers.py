@@ -34,7 +34,8 @@ from siyu.customers.models import Customer, Event, FollowRelation
 from siyu.customers.services import update_relation_remark
 from siyu.tags.rules import Facts, Match, Trigger, apply_rules, register_kind
 from siyu.wecom.limits import Priority
-from siyu.wecom.outbox import enqueue_write, send_now
+from siyu.wecom.models import Outbox
+from siyu.wecom.outbox import EXPIRED_REASON, enqueue_write, send_now
 from siyu.wecom.signals import contact_added, write_settled
 
 log = logging.getLogger(__name__)
@@ -289,6 +290,32 @@ def complete_pending() -> int:
         except Exception:
             log.exception("channels: automation of add %s failed", add.pk)
     return done
+
+
+def settle_lost_outcomes(*, limit: int = 500) -> int:
+    """Welcomes still marked queued long after their code expired: their outbox row settled but the outcome
+    never reached the add (the worker stopped in between). Read it from the row; returns how many."""
+    cutoff = now() - PENDING_GRACE
+    fixed = 0
+    stale = ChannelAdd.objects.filter(
+        welcome_status=ChannelAdd.Welcome.QUEUED, welcome_deadline__lt=cutoff, welcome_outbox__isnull=False
+    ).select_related("welcome_outbox")[:limit]
+    for add in stale:
+        row = add.welcome_outbox
+        if row is None or row.status not in (Outbox.Status.DONE, Outbox.Status.FAILED):
+            continue
+        welcome.settled(
+            corp_id=add.corp_id,
+            outbox_id=row.pk,
+            status=row.status,
+            errcode=row.errcode,
+            reason=row.last_error,
+            expired=row.last_error.startswith(EXPIRED_REASON),
+            attempts=row.attempts,
+            at=row.sent_at or now(),
+        )
+        fixed += 1
+    return fixed
 
 
 def attribute_missed(*, horizon: dt.timedelta = MISSED_HORIZON, limit: int = 500) -> int:

@@ -2,7 +2,8 @@
 
 - ``channels.refresh``: every live channel's contact way checked against what it should say now (schedules
   open and close, a new day resets the caps) and pushed when different (``contact_way.refresh_all``);
-- ``channels.catch_up``: adds whose automation did not finish, and recent relations no add was recorded for;
+- ``channels.catch_up``: adds whose automation did not finish, welcomes whose outcome never reached their add,
+  and recent relations no add was recorded for;
 - ``channels.media``: attachments' files uploaded again before WeCom's three days run out, so a welcome
   message never waits for an upload.
 """
@@ -28,9 +29,10 @@ def refresh() -> None:
 
 
 def catch_up() -> None:
-    from siyu.channels.handlers import attribute_missed, complete_pending
+    from siyu.channels.handlers import attribute_missed, complete_pending, settle_lost_outcomes
 
     complete_pending()
+    settle_lost_outcomes()
     attribute_missed()
 
 
