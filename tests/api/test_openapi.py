@@ -10,8 +10,14 @@ import pytest
 from django.test import Client
 
 from siyu.api.root import api
+from siyu.channels.models import Channel
+from siyu.core.clock import now
+from siyu.corps.access import Actor
 from siyu.customers.models import FollowRelation
 from siyu.customers.services import create_custom_field
+from siyu.groups.models import GroupChat, GroupCode, GroupCodeEntry
+from siyu.offline.importing import upload_import
+from siyu.tags.rules import RuleInput, save_tagging_rule
 from siyu.tags.services import create_tag_group
 from tests.api.conftest import BASE, ApiClient
 
@@ -114,35 +120,25 @@ def _calls(world, book) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
         "staff_id": world.wang.pk,
         "department_id": world.east.pk,
     }
-    from siyu.corps.access import Actor
-    from siyu.groups.models import GroupCode
-    from siyu.offline.importing import upload_import
-
-    ids["code_id"] = GroupCode.objects.create(corp=world.corp, name="活码").pk
-    from siyu.core.clock import now
-    from siyu.groups.models import GroupChat, GroupCodeEntry
-
-    pool = GroupCode.objects.create(corp=world.corp, name="另一个活码")
-    entry = GroupCodeEntry.objects.create(
-        corp=world.corp, code=pool, group=GroupChat.objects.create(corp=world.corp, chat_id="wrDoc"),
-        image=b"png", image_sha256="0" * 64, expires_at=now() + dt.timedelta(days=1),
-    )  # fmt: skip
-    ids["import_id"] = upload_import(
-        actor=Actor(corp=world.corp, role="admin"),
-        file_name="m.csv",
-        data="姓名,手机\n陈静,13800138000\n".encode(),
-    ).pk
+    rule = save_tagging_rule(
+        corp=world.corp, data=RuleInput(name="入群", kind="group_join", tag_ids=[book.vip.pk], config={})
+    )
+    rule_body = {
+        "name": "夜间",
+        "kind": "time_of_add",
+        "tag_ids": [book.vip.pk],
+        "config": {"start": "20:00", "end": "08:00"},
+    }
     return {
-        ("get", "/api/v1/group-codes"): (ids, None),
-        ("post", "/api/v1/group-codes"): (ids, {"name": "新活码"}),
-        ("get", "/api/v1/group-codes/{code_id}"): (ids, None),
-        ("patch", "/api/v1/group-codes/{code_id}"): (ids, {"title": "入群"}),
-        ("delete", "/api/v1/group-codes/{code_id}"): (ids, None),
-        ("delete", "/api/v1/group-codes/{code_id}/entries/{entry_id}"): (
-            ids | {"code_id": pool.pk, "entry_id": entry.pk},
-            None,
+        **_channels(world),
+        **_group_codes_offline(world, ids),
+        ("get", "/api/v1/tagging-rules"): (ids, None),
+        ("post", "/api/v1/tagging-rules"): (ids, rule_body),
+        ("put", "/api/v1/tagging-rules/{rule_id}"): (
+            ids | {"rule_id": rule.pk},
+            {**rule_body, "kind": "group_join", "config": {}},
         ),
-        ("get", "/api/v1/offline/imports/{import_id}"): (ids, None),
+        ("delete", "/api/v1/tagging-rules/{rule_id}"): (ids | {"rule_id": rule.pk}, None),
         ("get", "/api/v1/customers"): (ids, None),
         ("get", "/api/v1/custom-fields"): (ids, None),
         ("get", "/api/v1/customers/{customer_id}"): (ids, None),
@@ -177,8 +173,66 @@ def _calls(world, book) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
     }
 
 
+def _channels(world) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
+    """Channel operations: one channel for reads and changes, others to pause, resume and archive."""
+    from siyu.channels.services import ChannelInput, MemberInput, create_channel, pause_channel
+
+    def make(name: str) -> int:
+        data = ChannelInput(name=name, members=[MemberInput(staff_id=world.wang.pk)])
+        return create_channel(actor=world.operator, data=data).pk
+
+    main, paused, archived = make("主渠道"), make("暂停渠道"), make("归档渠道")
+    pause_channel(actor=world.operator, channel=Channel.objects.get(pk=paused))
+    body = {"name": "官网", "members": [{"staff_id": world.wang.pk, "daily_cap": 5}]}
+    welcome = {"variants": [{"text": "您好{customer_name}"}]}
+    one = {"channel_id": main}
+    return {
+        ("get", "/api/v1/channels"): (one, None),
+        ("post", "/api/v1/channels"): (one, body),
+        ("get", "/api/v1/channels/{channel_id}"): (one, None),
+        ("put", "/api/v1/channels/{channel_id}"): (one, body),
+        ("post", "/api/v1/channels/{channel_id}/pause"): (one, None),
+        ("post", "/api/v1/channels/{channel_id}/resume"): ({"channel_id": paused}, None),
+        ("post", "/api/v1/channels/{channel_id}/archive"): ({"channel_id": archived}, None),
+        ("post", "/api/v1/channels/{channel_id}/duplicate"): (one, None),
+        ("get", "/api/v1/channels/{channel_id}/adds"): (one, None),
+        ("get", "/api/v1/channels/{channel_id}/welcome"): (one, None),
+        ("put", "/api/v1/channels/{channel_id}/welcome"): (one, welcome),
+        ("put", "/api/v1/welcome-message"): (one, welcome),
+    }
+
+
+def _group_codes_offline(world, ids: dict[str, Any]) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
+    """Group live codes and offline member imports: a code to read and change, another with a group."""
+    code_ids = ids | {"code_id": GroupCode.objects.create(corp=world.corp, name="活码").pk}
+    pool = GroupCode.objects.create(corp=world.corp, name="另一个活码")
+    entry = GroupCodeEntry.objects.create(
+        corp=world.corp, code=pool, group=GroupChat.objects.create(corp=world.corp, chat_id="wrDoc"),
+        image=b"png", image_sha256="0" * 64, expires_at=now() + dt.timedelta(days=1),
+    )  # fmt: skip
+    imported = upload_import(
+        actor=Actor(corp=world.corp, role="admin"),
+        file_name="m.csv",
+        data="姓名,手机\n陈静,13800138000\n".encode(),
+    )
+    return {
+        ("get", "/api/v1/group-codes"): (code_ids, None),
+        ("post", "/api/v1/group-codes"): (code_ids, {"name": "新活码"}),
+        ("get", "/api/v1/group-codes/{code_id}"): (code_ids, None),
+        ("patch", "/api/v1/group-codes/{code_id}"): (code_ids, {"title": "入群"}),
+        ("delete", "/api/v1/group-codes/{code_id}"): (code_ids, None),
+        ("delete", "/api/v1/group-codes/{code_id}/entries/{entry_id}"): (
+            ids | {"code_id": pool.pk, "entry_id": entry.pk},
+            None,
+        ),
+        ("get", "/api/v1/offline/imports/{import_id}"): (ids | {"import_id": imported.pk}, None),
+    }
+
+
 # File uploads (multipart/form-data) are exercised in tests/api/test_group_codes_offline.py.
 MULTIPART = {("post", "/api/v1/group-codes/{code_id}/entries"), ("post", "/api/v1/offline/imports")}
+
+
 ORDER = ["get", "post", "put", "patch", "delete"]  # reads first, deletes last, so ids stay valid
 
 

@@ -48,8 +48,9 @@ STATE_FILE = "simulator-state.json"
 STATE_FORMAT = "siyu-simulator-state"  # siyu.simulator.statefile.FORMAT, version 1
 # Customers read per query when exporting: a few thousand rows per round trip, memory flat at any size.
 EXPORT_BATCH = 1000
-# The demo seed's channels (siyu.corps.seed.STATES) named as the seed's 来源渠道 tags name them: one
-# 「联系我」 per channel, so the simulator's customers arrive over the same channels the history shows.
+# The demo seed's channels (siyu.corps.seed.STATES) named as the seed's 来源渠道 tags name them: a Siyu
+# channel (siyu.channels.demo) with its own 「联系我」 for each, so the simulator's customers arrive over
+# the same channels the history shows, rotated, capped and welcomed by Siyu.
 DEMO_CHANNELS = {
     "ch_store": "门店扫码",
     "ch_ad": "线上广告",
@@ -214,6 +215,16 @@ def _contact_ways(corp: Corp, channels: dict[str, str]) -> list[dict[str, Any]]:
     return ways
 
 
+def _all_contact_ways(corp: Corp, channels: dict[str, str]) -> list[dict[str, Any]]:
+    """Siyu's channels' contact ways, and one per named channel state that no Siyu channel has yet."""
+    from siyu.channels.demo import contact_ways_for_export
+    from siyu.channels.models import Channel
+
+    ways = contact_ways_for_export(corp)
+    taken = set(Channel.objects.for_corp(corp).values_list("state", flat=True))
+    return ways + _contact_ways(corp, {k: v for k, v in channels.items() if k not in taken})
+
+
 CUSTOMER_FIELDS = (
     "id", "external_userid", "name", "type", "gender", "unionid", "avatar", "corp_name", "corp_full_name",
 )  # fmt: skip
@@ -369,7 +380,7 @@ def export_corp(*, corp: Corp, path: Path, channels: dict[str, str] | None = Non
             _write_list(out, "departments", departments)
             report.staff = _write_list(out, "staff", staff)
             _write_list(out, "tag_groups", tag_groups)
-            _write_list(out, "contact_ways", _contact_ways(corp, channels or {}))
+            _write_list(out, "contact_ways", _all_contact_ways(corp, channels or {}))
             relations = 0
 
             def counted(items: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -570,6 +581,10 @@ def _ensure_demo_corp(args: argparse.Namespace) -> Corp:
         report = seed(customers=args.customers, seed_value=args.seed, progress=True)
         print("  " + report.summary(), flush=True)
         corp = report.corp
+        from siyu.channels.demo import seed_channels
+
+        made = seed_channels(corp=corp, channels=DEMO_CHANNELS)
+        print(f"  {len(made)} channels with their history attributed", flush=True)
     else:
         print("· demo data already loaded (delete var/ to start over)", flush=True)
     # The simulator's public, fixed credentials: the demo corp talks to nothing but the local simulator.

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "siyu.groups",
     "siyu.offline",
     "siyu.wecom",
+    "siyu.channels",
     "siyu.console",
     "siyu.api",
 ]
@@ -209,9 +210,10 @@ SIYU = {
     # A callback whose row is not committed within this many seconds is answered 503, while WeCom, which
     # waits 5 s for an answer (wecom-api.md §2.5), still listens; it then delivers again.
     "WECOM_CALLBACK_STORE_SECONDS": 4.0,
-    # The inbox worker claims this many rows at a time: one claim is two queries, so 100 makes the claim cost
-    # negligible next to the handlers' own work.
-    "INBOX_BATCH_SIZE": 100,
+    # The inbox worker claims this many rows at a time. One claim is two queries, a handler's work tens of
+    # milliseconds to a few hundred: 10 keeps the claims' cost small, while a larger claim would hold its last
+    # rows behind the first ones as other workers idle — and a new customer's welcome code lasts only 20 s.
+    "INBOX_BATCH_SIZE": 10,
     # A claimed row is the worker's for this long; a worker that died frees its rows after it. Handlers take
     # milliseconds to seconds (they may wait up to 30 s for WeCom quota), so 5 minutes never cuts one short.
     "INBOX_LEASE_SECONDS": 300,

@@ -34,6 +34,11 @@ ENTRIES = [
     NavEntry(_("Customers"), "customers:list", section="customers:"),
     NavEntry(_("Tags"), "tags:list", section="tags:"),
     NavEntry(_("Offline members"), "offline:member_list", section="offline:"),
+    NavEntry(_("Channels"), "channels:list", section="channels:"),
+    NavEntry(
+        _("Welcome message"), "channels:default_welcome", section="channels:default", needs_configure=True
+    ),
+    NavEntry(_("Tagging rules"), "tagging:rules", section="tagging:", needs_configure=True),
     NavEntry(_("Staff"), "corps:staff_list", section="corps:staff_"),
     NavEntry(_("Departments"), "corps:department_list", section="corps:department_"),
     NavEntry(_("Group codes"), "groups:code_list", section="groups:code", needs_configure=True),

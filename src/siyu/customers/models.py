@@ -158,6 +158,8 @@ class Event(CorpOwned):
         TRANSFER_FAILED = "transfer_failed", _("Transfer failed")
         ARCHIVE_APPROVED = "archive_approved", _("Agreed to chat archiving")
         OFFLINE_MERGED = "offline_merged", _("Matched an offline member")
+        WELCOMED = "welcomed", _("Welcome message sent")
+        WELCOME_NOT_SENT = "welcome_not_sent", _("Welcome message not sent")
 
     class Source(models.TextChoices):
         CONSOLE = "console", _("Console")

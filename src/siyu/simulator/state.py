@@ -192,6 +192,7 @@ class ContactWay:
     chat_expires_in: int = 0
     unionid: str = ""
     conclusions: dict[str, Any] | None = None
+    turn: int = 0  # a multi-member way hands scans to its members in turn (排队); the next one's index
 
 
 @dataclass(slots=True)

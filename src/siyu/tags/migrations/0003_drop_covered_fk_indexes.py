@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('customers', '0003_drop_covered_fk_indexes'),
-        ('tags', '0001_initial'),
+        ('tags', '0002_tagging_rules'),
     ]
 
     operations = [
