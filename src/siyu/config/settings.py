@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "siyu.customers",
     "siyu.groups",
     "siyu.wecom",
+    "siyu.broadcasts",
     "siyu.console",
     "siyu.api",
 ]

@@ -149,6 +149,7 @@ class Event(CorpOwned):
         GROUP_LEFT = "group_left", _("Left a customer group")
         TRANSFER_FAILED = "transfer_failed", _("Transfer failed")
         ARCHIVE_APPROVED = "archive_approved", _("Agreed to chat archiving")
+        BROADCAST_RECEIVED = "broadcast_received", _("Received a mass message")
 
     class Source(models.TextChoices):
         CONSOLE = "console", _("Console")
