@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 
 from siyu.api.root import api
+from siyu.broadcasts.services import create_broadcast
 from siyu.customers.models import FollowRelation
 from siyu.customers.services import create_custom_field
 from siyu.tags.services import create_tag_group
@@ -106,7 +107,20 @@ def _calls(world, book) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
     """A real request for every documented operation: path parameters and a body that succeed."""
     relation = FollowRelation.objects.get(customer=book.shared, staff=world.wang)
     spare = create_tag_group(corp=world.corp, name="可删", tag_names=["甲", "乙"])
+    broadcast = create_broadcast(
+        actor=world.operator,
+        kind="customers",
+        name="群发",
+        text="你好",
+        audience={"type": "customers", "customer_ids": [book.shared.pk]},
+    )
+    message = {
+        "name": "新群发",
+        "text": "你好",
+        "audience": {"type": "customers", "customer_ids": [book.shared.pk]},
+    }
     ids = {
+        "broadcast_id": broadcast.pk,
         "customer_id": book.shared.pk,
         "relation_id": relation.pk,
         "group_id": book.vip.group_id,
@@ -146,6 +160,14 @@ def _calls(world, book) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
         ("get", "/api/v1/staff/{staff_id}"): (ids, None),
         ("get", "/api/v1/departments"): (ids, None),
         ("get", "/api/v1/departments/{department_id}"): (ids, None),
+        ("get", "/api/v1/broadcasts"): (ids, None),
+        ("post", "/api/v1/broadcasts"): (ids, message),
+        ("get", "/api/v1/broadcasts/{broadcast_id}"): (ids, None),
+        ("get", "/api/v1/broadcasts/{broadcast_id}/preview"): (ids, None),
+        ("get", "/api/v1/broadcasts/{broadcast_id}/results"): (ids, None),
+        ("post", "/api/v1/broadcasts/{broadcast_id}/cancel"): (ids, None),
+        ("post", "/api/v1/broadcasts/{broadcast_id}/remind"): (ids, {}),
+        ("post", "/api/v1/broadcasts/{broadcast_id}/send"): (ids, None),
     }
 
 

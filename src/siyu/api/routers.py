@@ -7,6 +7,7 @@ from ninja import NinjaAPI
 
 def register(api: NinjaAPI) -> None:
     """Mount every app's router. Apps add themselves here as they gain an API."""
+    from siyu.broadcasts.api import router as broadcasts_router
     from siyu.corps.api import router as corps_router
     from siyu.customers.api import router as customers_router
     from siyu.tags.api import router as tags_router
@@ -14,3 +15,4 @@ def register(api: NinjaAPI) -> None:
     api.add_router("", customers_router)
     api.add_router("", tags_router)
     api.add_router("", corps_router)
+    api.add_router("", broadcasts_router)

@@ -23,5 +23,6 @@ urlpatterns = [
     path("tags/", include("siyu.tags.urls")),
     path("org/", include("siyu.corps.urls")),
     path("wecom/", include("siyu.wecom.urls")),
+    path("broadcasts/", include("siyu.broadcasts.urls")),
     path("", include("siyu.console.urls")),
 ]

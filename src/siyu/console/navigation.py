@@ -33,6 +33,7 @@ class NavItem:
 ENTRIES = [
     NavEntry(_("Customers"), "customers:list", section="customers:"),
     NavEntry(_("Tags"), "tags:list", section="tags:"),
+    NavEntry(_("Mass messages"), "broadcasts:list", section="broadcasts:"),
     NavEntry(_("Staff"), "corps:staff_list", section="corps:staff_"),
     NavEntry(_("Departments"), "corps:department_list", section="corps:department_"),
     NavEntry(_("Callback inbox"), "wecom:inbox", section="wecom:inbox", needs_configure=True),
