@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from siyu.broadcasts.execution import execute_broadcast
+from siyu.corps.services import set_corp_credentials
 from tests.api.conftest import Book, Keys, error_of
 
 
@@ -19,6 +20,10 @@ def _body(book: Book, **values):
 
 
 def test_create_preview_send_and_follow(keys: Keys, book: Book, world) -> None:
+    # a corp not connected to WeCom cannot send
+    draft = keys.operator.post("/broadcasts", _body(book)).json()["id"]
+    assert error_of(keys.operator.post(f"/broadcasts/{draft}/send")) == (400, "invalid")
+    set_corp_credentials(corp=world.corp, secret="app-secret", token="", aes_key="")
     # when created twice with the same request key
     first = keys.operator.post("/broadcasts", _body(book, request_key="req-1"))
     second = keys.operator.post("/broadcasts", _body(book, request_key="req-1"))

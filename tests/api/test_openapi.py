@@ -11,6 +11,7 @@ from django.test import Client
 
 from siyu.api.root import api
 from siyu.broadcasts.services import create_broadcast
+from siyu.corps.services import set_corp_credentials
 from siyu.customers.models import FollowRelation
 from siyu.customers.services import create_custom_field
 from siyu.tags.services import create_tag_group
@@ -107,6 +108,7 @@ def _calls(world, book) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
     """A real request for every documented operation: path parameters and a body that succeed."""
     relation = FollowRelation.objects.get(customer=book.shared, staff=world.wang)
     spare = create_tag_group(corp=world.corp, name="可删", tag_names=["甲", "乙"])
+    set_corp_credentials(corp=world.corp, secret="app-secret", token="", aes_key="")
     broadcast = create_broadcast(
         actor=world.operator,
         kind="customers",

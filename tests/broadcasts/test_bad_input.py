@@ -7,6 +7,7 @@ import pytest
 from siyu.broadcasts import services as svc
 from siyu.broadcasts.models import Broadcast
 from siyu.core.errors import ErrorCode, Invalid, PermissionDenied
+from siyu.corps.services import set_corp_credentials
 from siyu.wecom.models import Outbox
 from tests import factories
 from tests.conftest import World
@@ -115,6 +116,7 @@ def test_a_deleted_tag_is_refused_at_send(world: World, customers: list[int]) ->
     for customer in Customer.objects.for_corp(world.corp):
         CustomerTag.objects.create(corp=world.corp, customer=customer, tag=tag)
     broadcast = _create(world, customers, audience={"type": "tags", "tag_ids": [tag.pk]})
+    set_corp_credentials(corp=world.corp, secret="app-secret", token="", aes_key="")
     delete_tag(tag=tag, source=Event.Source.CONSOLE)
     with pytest.raises(Invalid) as caught:
         svc.send_broadcast(actor=world.operator, broadcast_id=broadcast.pk)

@@ -13,6 +13,7 @@ from django.test import Client
 from siyu.broadcasts.execution import execute_broadcast
 from siyu.broadcasts.models import Broadcast, BroadcastPart, CapPolicy
 from siyu.corps.models import AuditLog
+from siyu.corps.services import set_corp_credentials
 from siyu.tags.models import CustomerTag
 from tests import factories
 from tests.conftest import World
@@ -36,6 +37,7 @@ def audience(world: World):
         CustomerTag.objects.create(corp=world.corp, customer=customer, tag=beijing)
         tagged.append(customer)
     factories.follow(factories.make_customer(world.corp, "上海客户"), world.liu)
+    set_corp_credentials(corp=world.corp, secret="app-secret", token="", aes_key="")  # connected to WeCom
     return beijing, tagged
 
 

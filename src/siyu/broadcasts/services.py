@@ -333,6 +333,8 @@ def send_broadcast(*, actor: Actor, broadcast_id: int) -> Broadcast:
     broadcast = get_broadcast(actor=actor, broadcast_id=broadcast_id, for_update=True)
     if broadcast.status != Broadcast.Status.DRAFT:
         return broadcast  # already on its way (a double click, a retried request)
+    if not broadcast.corp.secret:  # read afresh: the corp may have been connected since the login
+        raise Invalid(_("this corp is not connected to WeCom yet: set its app secret first"), field="corp")
     if broadcast.scheduled_at is not None and broadcast.scheduled_at < now() - dt.timedelta(minutes=1):
         raise Invalid(
             _("the scheduled time has passed: change it, or clear it to send now"), field="scheduled_at"
