@@ -145,6 +145,20 @@ def _current_relation(ctx: Context, external_userid: str, follow: s.FollowUser) 
     return None
 
 
+def _add_state(ctx: Context, follow: s.FollowUser) -> str:
+    """The contact way ``state`` of the relation WeCom has now (the channel it is attributed to).
+
+    The event's State belongs to the add it announces. When WeCom's relation was created after the event (the
+    customer was deleted and added again since, perhaps without a state), the event's State is an earlier
+    relation's: WeCom's own ``follow_user.state`` is the truth, as a sync reads it."""
+    event_state = ctx.message.get("State") or ""
+    created = from_timestamp(follow.createtime)
+    event_time = ctx.message.create_time
+    if follow.state or (created is not None and event_time is not None and created > event_time):
+        return follow.state
+    return event_state
+
+
 def on_contact_added(ctx: Context) -> str:
     """add_external_contact / add_half_external_contact: the customer, the relation, its remark and tags."""
     external_userid, userid = ctx.require("ExternalUserID", "UserID")
@@ -158,7 +172,7 @@ def on_contact_added(ctx: Context) -> str:
     customer = ctx.mirror.customer(detail.external_contact)
     if follow is None:
         return "relation no longer in WeCom (deleted since): nothing added"
-    state = ctx.message.get("State") or follow.state
+    state = _add_state(ctx, follow)
     current = _current_relation(ctx, external_userid, follow)
     outcome = ctx.mirror.relation(
         customer, RelationFacts.from_follow_user(follow), state=state, relation=current, known=True
