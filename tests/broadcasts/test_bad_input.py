@@ -135,3 +135,13 @@ def test_only_admins_and_operators_compose(world: World, customers: list[int]) -
                 text="x",
                 audience={"type": "customers", "customer_ids": customers},
             )
+
+
+def test_a_segment_that_cannot_be_evaluated_is_refused(world: World, customers: list[int]) -> None:
+    # an unknown segment (or, before the segment engine is installed, any segment) stores nothing
+    from siyu.core.errors import DomainError
+
+    with pytest.raises(DomainError) as caught:
+        _create(world, customers, audience={"type": "segment", "segment_id": 987654})
+    assert caught.value.field == "segment_id" or caught.value.status == 404
+    assert not Broadcast.objects.for_corp(world.corp).exists()

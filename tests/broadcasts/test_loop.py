@@ -386,3 +386,66 @@ def test_moments_poll_the_job_and_the_publishers(settings) -> None:
         broadcast = loop.poll(broadcast)
         assert broadcast.status == Broadcast.Status.DONE
         assert broadcast.plan["published"] == {s.userid: True for s in staff}
+
+
+def test_a_worker_dying_while_planning_leaves_nothing_behind(settings, monkeypatch) -> None:
+    with synced_loop(settings) as loop:
+        broadcast = _compose(loop)
+        svc.send_broadcast(actor=loop.operator, broadcast_id=broadcast.pk)
+        # given a worker that dies after queueing the first part's write, before its transaction commits
+        real = mass.send_msg_template
+        calls = []
+
+        def dies_on_the_second(**kwargs):
+            calls.append(kwargs["idempotency_key"])
+            if len(calls) == 2:
+                raise SystemExit("worker killed")
+            return real(**kwargs)
+
+        monkeypatch.setattr(mass, "send_msg_template", dies_on_the_second)
+        with pytest.raises(SystemExit):
+            loop.execute(broadcast)
+        # then nothing of it stays: no parts, no writes, no contacts counted, still scheduled
+        broadcast.refresh_from_db()
+        assert broadcast.status == Broadcast.Status.SCHEDULED
+        assert not broadcast.parts.exists()
+        assert not Outbox.objects.for_corp(loop.corp).exists()
+        assert not caps.contacts_on(corp=loop.corp, day=caps.wecom_day(clock.now()))
+        # and the next worker sends it, once
+        monkeypatch.setattr(mass, "send_msg_template", real)
+        assert loop.execute(broadcast) == "sent"
+        loop.send_outbox()
+        assert len(loop.sim.state.msg_templates) == broadcast.parts.count()
+
+
+def test_the_periodic_sweep_runs_and_follows_a_broadcast(settings) -> None:
+    from siyu.broadcasts.periodic import sweep_broadcasts
+    from siyu.core.scheduler import registered
+    from tests.conftest import run_tasks
+
+    assert "broadcasts.sweep" in {spec.name for spec in registered()}
+    with synced_loop(settings) as loop:
+        broadcast = _compose(loop)
+        svc.send_broadcast(actor=loop.operator, broadcast_id=broadcast.pk)
+        # when the beat sweeps (the deferred task of the send is the normal path; the sweep covers its loss)
+        sweep_broadcasts()
+        run_tasks()
+        broadcast.refresh_from_db()
+        assert broadcast.status == Broadcast.Status.SENDING
+        loop.send_outbox()
+        loop.confirm_all(broadcast)  # nothing yet: the parts have no msgid until a poll reads the outbox
+        with clock.frozen_at(clock.now() + dt.timedelta(seconds=11)):
+            sweep_broadcasts()
+            run_tasks()
+        broadcast.refresh_from_db()
+        loop.confirm_all(broadcast)
+        with clock.frozen_at(clock.now() + dt.timedelta(seconds=30)):
+            sweep_broadcasts()
+            run_tasks()
+        # then it was followed to the end by the periodic job alone
+        broadcast.refresh_from_db()
+        assert broadcast.status == Broadcast.Status.DONE
+        assert (
+            Delivery.objects.for_corp(loop.corp).filter(broadcast=broadcast).count()
+            == broadcast.plan["recipients"]
+        )
