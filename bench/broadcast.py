@@ -63,10 +63,8 @@ def build(customers: int, staff: int, seed: int) -> tuple[object, dt.datetime]:
     from siyu.broadcasts.audience import bitmap_of
     from siyu.broadcasts.models import CapPolicy
     from siyu.core import clock
-    from siyu.corps.models import Staff
+    from siyu.corps.models import Corp, Staff
     from siyu.corps.services import create_corp
-
-    from siyu.corps.models import Corp
 
     now_china = dt.datetime.now(caps.WECOM_TIME_ZONE)
     month = now_china.replace(day=1, hour=12, minute=0, second=0, microsecond=0)
@@ -271,7 +269,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="timed runs of Siyu's path (after warm-up)")
     parser.add_argument("--baseline-runs", type=int, default=3, help="timed runs of the upsert")
     parser.add_argument("--profile", action="store_true", help="print a profile of one planning run (stderr)")
-    parser.add_argument("--reuse", action="store_true", help="keep the database an earlier run built this month")
+    parser.add_argument("--reuse", action="store_true", help="keep the database an earlier run built")
     args = parser.parse_args()
     setup_django(postgres_database("siyu_bench_broadcast", fresh=not args.reuse))
     print_figures(run(args.customers, args.staff, args.seed, args.runs, args.baseline_runs, args.profile))
