@@ -69,13 +69,15 @@ class Plan:
 
 
 @dataclass
-class _Columns:
+class Columns:
+    """Parallel arrays: customer ids, staff ids and a time (Unix ms) per row."""
+
     customer: np.ndarray
     staff: np.ndarray
     time: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
-def _packed_columns(sql: str, params: list[Any]) -> _Columns:
+def _packed_columns(sql: str, params: list[Any]) -> Columns:
     """Three columns of a PostgreSQL query (customer id, staff id, a timestamp), each packed by the server
     into one bytea of big-endian 8-byte values: one row comes back, not a Python object per value (a million
     relations in a few hundred milliseconds, most of it the scan)."""
@@ -88,23 +90,23 @@ def _packed_columns(sql: str, params: list[Any]) -> _Columns:
         row = cursor.fetchone()
     if row is None or row[0] is None:
         empty = np.zeros(0, dtype=np.int64)
-        return _Columns(empty, empty, empty)
+        return Columns(empty, empty, empty)
     customer, staff, time = (np.frombuffer(bytes(v), dtype=">i8").astype(np.int64) for v in row)
-    return _Columns(customer, staff, time // 1000 + PG_EPOCH_MS)
+    return Columns(customer, staff, time // 1000 + PG_EPOCH_MS)
 
 
-def _query_columns(sql: str, params: list[Any]) -> _Columns:
+def _query_columns(sql: str, params: list[Any]) -> Columns:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     if not rows:
         empty = np.zeros(0, dtype=np.int64)
-        return _Columns(empty, empty, empty)
+        return Columns(empty, empty, empty)
     table = np.array(rows, dtype=np.int64)
-    return _Columns(table[:, 0], table[:, 1], table[:, 2])
+    return Columns(table[:, 0], table[:, 1], table[:, 2])
 
 
-def _columns(table: str, time: str, where: str, params: list[Any]) -> _Columns:
+def _columns(table: str, time: str, where: str, params: list[Any]) -> Columns:
     """(customer_id, staff_id, ``time`` in Unix ms) of the rows of ``table`` matching ``where``."""
     name = connection.ops.quote_name(table)
     if connection.vendor == "postgresql":
@@ -116,7 +118,7 @@ def _columns(table: str, time: str, where: str, params: list[Any]) -> _Columns:
     return _query_columns(f"SELECT customer_id, staff_id, {epoch} FROM {name} WHERE {where}", params)  # noqa: S608
 
 
-def active_relations(corp: Corp) -> _Columns:
+def active_relations(corp: Corp) -> Columns:
     """(customer, staff, added_at in ms) of every active relation with staff who may send."""
     found = _columns(
         FollowRelation._meta.db_table,
@@ -129,10 +131,10 @@ def active_relations(corp: Corp) -> _Columns:
     allowed = _member_mask(found.staff, np.array(list(senders.values_list("pk", flat=True)), dtype=np.int64))
     if allowed.all():
         return found
-    return _Columns(found.customer[allowed], found.staff[allowed], found.time[allowed])
+    return Columns(found.customer[allowed], found.staff[allowed], found.time[allowed])
 
 
-def last_chats(corp: Corp) -> _Columns:
+def last_chats(corp: Corp) -> Columns:
     """(customer, staff, time) of each customer's latest chat event with a staff member."""
     chats = _columns(
         Event._meta.db_table,
@@ -146,11 +148,14 @@ def last_chats(corp: Corp) -> _Columns:
     customers = chats.customer[order]
     last = np.ones(len(customers), dtype=bool)
     last[:-1] = customers[1:] != customers[:-1]
-    return _Columns(customers[last], chats.staff[order][last], chats.time[order][last])
+    return Columns(customers[last], chats.staff[order][last], chats.time[order][last])
 
 
-def _keys(customer: np.ndarray, staff: np.ndarray) -> np.ndarray:
-    return customer.astype(np.int64) * (1 << 32) + staff.astype(np.int64)
+def _distinct(ids: np.ndarray) -> np.ndarray:
+    """The distinct values of an array of small non-negative ids (staff), sorted, without sorting them all."""
+    seen = np.zeros(int(ids.max()) + 1, dtype=bool)
+    seen[ids] = True
+    return np.flatnonzero(seen)
 
 
 def _member_mask(values: np.ndarray, members: np.ndarray) -> np.ndarray:
@@ -166,8 +171,24 @@ def _member_mask(values: np.ndarray, members: np.ndarray) -> np.ndarray:
     return table[values]
 
 
+def _chatted_last(customer: np.ndarray, staff: np.ndarray, chats: Columns) -> np.ndarray:
+    """1 where (customer, staff) is the customer's last chat, else 0."""
+    top = int(max(chats.customer.max(), customer.max())) + 1
+    if top > 8 * (len(customer) + len(chats.customer)) + 1_000_000:  # sparse ids: compare keys instead
+        keys = customer.astype(np.int64) * (1 << 32) + staff
+        return np.isin(keys, chats.customer.astype(np.int64) * (1 << 32) + chats.staff).astype(np.int8)
+    # Each customer's last chat partner by a lookup table over customer ids (-1: none).
+    partner = np.full(top, -1, dtype=np.int64)
+    partner[chats.customer] = chats.staff
+    return (partner[customer] == staff).astype(np.int8)
+
+
 def choose_senders(
-    corp: Corp, candidates: BitMap, policy: CapPolicy, relations: _Columns | None = None
+    corp: Corp,
+    candidates: BitMap,
+    policy: CapPolicy,
+    relations: Columns | None = None,
+    chats: Columns | None = None,
 ) -> dict[int, BitMap]:
     """For each candidate who has a sender, the staff member who sends to them; grouped by staff id."""
     if not candidates:
@@ -181,20 +202,22 @@ def choose_senders(
     customer, staff, added = rel.customer[wanted], rel.staff[wanted], rel.time[wanted]
     if not len(customer):
         return {}
-    # Staff as small dense numbers: cheap to rank, and grouped by a radix sort at the end.
-    staff_ids, staff_index = np.unique(staff, return_inverse=True)
-    staff_index = staff_index.astype(np.int32)
+    # Staff as small dense numbers (a lookup table over their ids: no sort), cheap to rank and grouped by a
+    # radix sort at the end (numpy sorts 16-bit keys by radix).
+    staff_ids = _distinct(staff)
+    lookup = np.zeros(int(staff_ids.max()) + 1, dtype=np.int32)
+    lookup[staff_ids] = np.arange(len(staff_ids), dtype=np.int32)
+    staff_index = lookup[staff].astype(np.int16 if len(staff_ids) < 2**15 else np.int32)
     # Most customers follow one sender: only those with several need choosing.
     counts = np.bincount(customer - customer.min())
     several = counts[customer - customer.min()] > 1
     if several.any():
         rows = np.flatnonzero(several)
-        chats = last_chats(corp)
+        if chats is None:
+            chats = last_chats(corp)
         chatted = np.zeros(len(rows), dtype=np.int8)
         if len(chats.customer):
-            chatted = np.isin(_keys(customer[rows], staff[rows]), _keys(chats.customer, chats.staff)).astype(
-                np.int8
-            )
+            chatted = _chatted_last(customer[rows], staff[rows], chats)
         rank = np.zeros(len(rows), dtype=np.int64)
         if policy.sender_policy == CapPolicy.SenderPolicy.PRIORITY and policy.staff_priority:
             position = {int(s): i for i, s in enumerate(policy.staff_priority)}
@@ -225,7 +248,7 @@ def plan_customers(
     audience: CustomerAudience,
     at: dt.datetime,
     reserve: bool,
-    relations: _Columns | None = None,
+    relations: Columns | None = None,
 ) -> Plan:
     """The plan of a mass message to ``audience`` sent at ``at``; with ``reserve`` the caps count it."""
     policy = caps.policy_for(corp)
