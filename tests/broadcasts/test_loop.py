@@ -449,3 +449,25 @@ def test_the_periodic_sweep_runs_and_follows_a_broadcast(settings) -> None:
             Delivery.objects.for_corp(loop.corp).filter(broadcast=broadcast).count()
             == broadcast.plan["recipients"]
         )
+
+
+def test_a_task_still_being_dispatched_is_looked_at_again_later(settings) -> None:
+    settings.SIYU = {**settings.SIYU, "WECOM_BUSY_RETRIES": 0}
+    with synced_loop(settings) as loop:
+        # given WeCom answering 41063 ("being dispatched") to reads of a new mass message
+        loop.sim.config.update({"msg_dispatch_delay": 3600.0})
+        broadcast = _compose(loop)
+        svc.send_broadcast(actor=loop.operator, broadcast_id=broadcast.pk)
+        loop.execute(broadcast)
+        loop.send_outbox()
+        loop.confirm_all(broadcast)
+        broadcast = loop.poll(broadcast)
+        loop.confirm_all(broadcast)
+        # when polled while WeCom still dispatches: nothing breaks, nothing is recorded yet
+        broadcast = loop.poll(broadcast)
+        assert broadcast.status == Broadcast.Status.TRACKING
+        assert all(p.status == BroadcastPart.Status.WAITING for p in broadcast.parts.all())
+        # then once WeCom answers, the results arrive
+        loop.sim.config.update({"msg_dispatch_delay": 0.0})
+        broadcast = loop.poll(broadcast)
+        assert broadcast.status == Broadcast.Status.DONE

@@ -168,3 +168,25 @@ def test_contact_rules_page(client: Client, world: World) -> None:
     bad = client.post("/broadcasts/rules/", {"wecom_quota": "7_per_week", "business_cap_days": "0"})
     assert bad.status_code == 400
     assert login(Client(), "wang").get("/broadcasts/rules/").status_code == 403
+
+
+def test_the_list_costs_the_same_queries_for_one_or_many(client: Client, world: World, audience) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    tag, _tagged = audience
+    login(client, "operator1")
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/broadcasts/").status_code == 200
+        return len(captured)
+
+    _compose(client, tag, request_key="one")
+    one = queries()
+    for n in range(4):
+        _compose(client, tag, request_key=f"more-{n}")
+    for broadcast in Broadcast.objects.for_corp(world.corp):
+        client.post(f"/broadcasts/{broadcast.pk}/send/")
+        execute_broadcast(broadcast_id=broadcast.pk)
+    assert queries() == one

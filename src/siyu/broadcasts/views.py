@@ -79,7 +79,8 @@ def broadcast_list(request: HttpRequest) -> HttpResponse:
     page = list(found.order_by("-pk")[: LIST_PAGE + 1])
     more = len(page) > LIST_PAGE
     page = page[:LIST_PAGE]
-    rows = [(b, selectors.progress_of(selectors.parts_for(actor, b))) for b in page]
+    progress = selectors.progress_by_broadcast(actor, [b.pk for b in page])
+    rows = [(b, progress[b.pk]) for b in page]
     return render(
         request,
         "broadcasts/list.html",

@@ -35,7 +35,8 @@ UNKNOWN_PREFIX = "outcome unknown"
 
 
 class TrackingUnavailable(Exception):
-    """A read of mass-message progress that failed for now (throttled, WeCom busy or still dispatching)."""
+    """A read of mass-message progress that failed: throttled, WeCom busy or still dispatching (41063), or
+    refused; the next poll tries again, until the broadcast's tracking period ends."""
 
 
 @dataclass(frozen=True)
@@ -157,9 +158,9 @@ def write_states(*, corp: Corp, idempotency_keys: Sequence[str]) -> dict[str, Wr
 def _read(call: Any) -> Any:
     try:
         return call()
-    except (errors.Throttled, errors.TransientError, errors.WeComUnavailable) as exc:
-        # 41063 (still dispatching), -1, 45009/45033, network trouble: the next poll tries again.
-        raise TrackingUnavailable(str(exc)) from exc
+    except (errors.Throttled, errors.WeComError, errors.WeComUnavailable) as exc:
+        # 41063 (still dispatching), -1, 45009/45033, network trouble, a refusal: only the errcode is kept.
+        raise TrackingUnavailable(getattr(exc, "errcode", type(exc).__name__)) from exc
 
 
 def _time(value: int | None) -> datetime | None:
