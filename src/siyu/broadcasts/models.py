@@ -13,6 +13,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from siyu.core.clock import now
 from siyu.core.tenancy import CorpManager, CorpOwned
@@ -176,7 +177,7 @@ class BroadcastPart(CorpOwned):
     class Status(models.TextChoices):
         QUEUED = "queued", _("On its way to WeCom")
         WAITING = "waiting", _("Not sent yet")
-        SENT = "sent", _("Sent")
+        SENT = "sent", pgettext_lazy("a staff member's part of a mass message", "Sent")
         CANCELLED = "cancelled", _("Cancelled")
         FAILED = "failed", _("Failed")
         UNKNOWN = "unknown", _("Outcome unknown")
@@ -220,7 +221,7 @@ class Delivery(CorpOwned):
     """WeCom's outcome for one customer (or group) of a part: sent, not a friend, or over the quota."""
 
     class Status(models.IntegerChoices):  # get_groupmsg_send_result status (wecom-api.md §4.5)
-        SENT = 1, _("Sent")
+        SENT = 1, pgettext_lazy("a mass message to one customer", "Sent")
         NOT_FRIEND = 2, _("Not a friend")
         OVER_QUOTA = 3, _("Over the receive quota")
 
