@@ -170,6 +170,7 @@ def _calls(world, book) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
         ("post", "/api/v1/broadcasts/{broadcast_id}/cancel"): (ids, None),
         ("post", "/api/v1/broadcasts/{broadcast_id}/remind"): (ids, {}),
         ("post", "/api/v1/broadcasts/{broadcast_id}/send"): (ids, None),
+        ("post", "/api/v1/broadcasts/media"): (ids, "UPLOAD"),
     }
 
 
@@ -177,6 +178,11 @@ ORDER = ["get", "post", "put", "patch", "delete"]  # reads first, deletes last, 
 
 
 def _send(client: ApiClient, method: str, url: str, body: Any) -> Any:
+    if body == "UPLOAD":  # a multipart form with a file
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        png = SimpleUploadedFile("a.png", b"\x89PNG\r\n\x1a\n" + bytes(64), content_type="image/png")
+        return client.client.post(url, {"kind": "image", "file": png})
     if method in {"get", "delete"}:
         return getattr(client, method)(url)
     return getattr(client, method)(url, body)

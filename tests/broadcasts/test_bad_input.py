@@ -145,3 +145,50 @@ def test_a_segment_that_cannot_be_evaluated_is_refused(world: World, customers: 
         _create(world, customers, audience={"type": "segment", "segment_id": 987654})
     assert caught.value.field == "segment_id" or caught.value.status == 404
     assert not Broadcast.objects.for_corp(world.corp).exists()
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(100)
+MP4 = bytes(4) + b"ftypisom" + bytes(100)
+
+
+def test_files_over_wecom_limits_are_refused(world: World) -> None:
+    from siyu.broadcasts.content import MEDIA_MAX_BYTES
+
+    def store(kind: str, content: bytes, name: str = "x"):
+        return svc.store_media(
+            actor=world.operator, kind=kind, filename=name, content_type="", content=content
+        )
+
+    too_big = PNG + bytes(MEDIA_MAX_BYTES["image"] - len(PNG) + 1)
+    for kind, content in (
+        ("image", too_big),
+        ("image", b"GIF89a" + bytes(10)),
+        ("video", PNG),
+        ("image", b""),
+    ):
+        with pytest.raises(Invalid) as caught:
+            store(kind, content)
+        assert caught.value.code == ErrorCode.BAD_ATTACHMENT
+    with pytest.raises(Invalid):
+        store("voice", PNG)
+    assert store("image", PNG[:-1] + bytes(1), "海报.png").size == len(PNG)
+    assert store("video", MP4).kind == "video"
+    assert store("file", b"%PDF-1.4 ...", "价目表.pdf").filename == "价目表.pdf"
+    with pytest.raises(PermissionDenied):
+        svc.store_media(actor=world.staff_wang, kind="image", filename="x", content_type="", content=PNG)
+
+
+def test_an_attachment_must_name_a_file_of_this_corp_and_kind(world: World, customers: list[int]) -> None:
+    from siyu.broadcasts.models import BroadcastMedia
+
+    image = svc.store_media(
+        actor=world.operator, kind="image", filename="a.png", content_type="", content=PNG
+    )
+    foreign = BroadcastMedia.objects.create(
+        corp=world.other_corp, kind="image", filename="b", size=1, content=PNG
+    )
+    for ref, kind in ((foreign.pk, "image"), (image.pk, "video"), (999999, "image")):
+        error = _refused(world, customers, attachments=[{"msgtype": kind, kind: {"siyu_media": ref}}])
+        assert error.code == ErrorCode.BAD_ATTACHMENT
+    created = _create(world, customers, attachments=[{"msgtype": "image", "image": {"siyu_media": image.pk}}])
+    assert created.attachments == [{"msgtype": "image", "image": {"siyu_media": image.pk}}]

@@ -369,11 +369,16 @@ def test_moments_poll_the_job_and_the_publishers(settings) -> None:
         from siyu.corps.models import Staff
 
         staff = list(Staff.objects.for_corp(loop.corp).filter(has_contact_permission=True)[:2])
+        png = b"\x89PNG\r\n\x1a\n" + bytes(512)
+        image = svc.store_media(
+            actor=loop.operator, kind="image", filename="新品.png", content_type="", content=png
+        )
         broadcast = svc.create_broadcast(
             actor=loop.operator,
             kind=Broadcast.Kind.MOMENTS,
             name="新品朋友圈",
             text="春季新品上市",
+            attachments=[{"msgtype": "image", "image": {"siyu_media": image.pk}}],
             audience={"type": "moments", "staff_ids": [s.pk for s in staff]},
         )
         svc.send_broadcast(actor=loop.operator, broadcast_id=broadcast.pk)
@@ -382,6 +387,12 @@ def test_moments_poll_the_job_and_the_publishers(settings) -> None:
         broadcast = loop.poll(broadcast)
         part = broadcast.parts.get()
         assert part.moment_id and broadcast.plan["published"] == {s.userid: False for s in staff}
+        # the image went up as a moment attachment (media/upload_attachment) and the moment names it
+        image.refresh_from_db()
+        assert image.for_moment and image.media_id in loop.sim.state.media
+        assert loop.sim.state.moments[part.moment_id].attachments == [
+            {"msgtype": "image", "image": {"media_id": image.media_id}}
+        ]
         loop.sim.actions.publish_moment(moment_id=part.moment_id)
         broadcast = loop.poll(broadcast)
         assert broadcast.status == Broadcast.Status.DONE
@@ -471,3 +482,34 @@ def test_a_task_still_being_dispatched_is_looked_at_again_later(settings) -> Non
         loop.sim.config.update({"msg_dispatch_delay": 0.0})
         broadcast = loop.poll(broadcast)
         assert broadcast.status == Broadcast.Status.DONE
+
+
+def test_an_uploaded_image_goes_to_wecom_as_media(settings) -> None:
+    with synced_loop(settings) as loop:
+        # given a message with an image kept in Siyu
+        png = b"\x89PNG\r\n\x1a\n" + bytes(2048)
+        image = svc.store_media(
+            actor=loop.operator, kind="image", filename="海报.png", content_type="image/png", content=png
+        )
+        broadcast = _compose(loop, attachments=[{"msgtype": "image", "image": {"siyu_media": image.pk}}])
+        svc.send_broadcast(actor=loop.operator, broadcast_id=broadcast.pk)
+        # when sent
+        assert loop.execute(broadcast) == "sent"
+        loop.send_outbox()
+        # then WeCom got the file once (media/upload), and every task names it by WeCom's media id
+        image.refresh_from_db()
+        assert image.media_id in loop.sim.state.media
+        assert loop.sim.state.media[image.media_id] == {
+            "type": "image",
+            "filename": "海报.png",
+            "size": len(png),
+        }
+        for template in loop.sim.state.msg_templates.values():
+            assert template.attachments == [{"msgtype": "image", "image": {"media_id": image.media_id}}]
+        # and a second message within the media's life reuses the upload
+        again = _compose(
+            loop, attachments=[{"msgtype": "image", "image": {"siyu_media": image.pk}}], request_key="2"
+        )
+        svc.send_broadcast(actor=loop.operator, broadcast_id=again.pk)
+        loop.execute(again)
+        assert len(loop.sim.state.media) == 1

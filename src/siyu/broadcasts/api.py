@@ -10,15 +10,19 @@ import datetime as dt
 from typing import Any, Literal
 
 from django.http import HttpRequest
-from ninja import Field, Query, Router, Schema
+from ninja import Field, File, Form, Query, Router, Schema
+from ninja.files import UploadedFile
 from ninja.responses import Status
 
 from siyu.api.schemas import ERRORS, BodyId, current_actor
 from siyu.broadcasts import selectors, services
+from siyu.broadcasts.content import MEDIA_MAX_BYTES
 from siyu.broadcasts.models import Broadcast, Delivery
 from siyu.corps.access import Actor
 
 router = Router(tags=["mass messages"])
+# Read one byte past WeCom's largest limit: enough to refuse a file that is too big without reading it all.
+MEDIA_READ_MAX = max(MEDIA_MAX_BYTES.values()) + 1
 
 
 class AudienceIn(Schema):
@@ -139,6 +143,15 @@ class Reminded(Schema):
     reminded: int
 
 
+class MediaOut(Schema):
+    id: int = Field(
+        description='Name it in an attachment: {"msgtype": "image", "image": {"siyu_media": id}}.'
+    )
+    kind: str
+    filename: str
+    size: int
+
+
 def _out(actor: Actor, broadcast: Broadcast) -> BroadcastOut:
     parts = selectors.parts_for(actor, broadcast)
     progress = selectors.progress_of(parts)
@@ -207,6 +220,25 @@ def create_broadcast(request: HttpRequest, payload: BroadcastIn) -> Status[Broad
         request_key=payload.request_key,
     )
     return Status(201, _out(actor, broadcast))
+
+
+@router.post("/broadcasts/media", response={201: MediaOut, **ERRORS}, summary="Upload an attachment file")
+def upload_media(
+    request: HttpRequest,
+    kind: Form[Literal["image", "video", "file"]],
+    file: File[UploadedFile],
+) -> Status[MediaOut]:
+    """A JPG/PNG image or MP4 video up to 10 MB, or a file up to 20 MB (WeCom's limits); sent to WeCom when a
+    message naming it goes out."""
+    actor = current_actor(request)
+    media = services.store_media(
+        actor=actor,
+        kind=kind,
+        filename=file.name or kind,
+        content_type=file.content_type or "",
+        content=file.read(MEDIA_READ_MAX),
+    )
+    return Status(201, MediaOut(id=media.pk, kind=media.kind, filename=media.filename, size=media.size))
 
 
 @router.get("/broadcasts", response={200: list[BroadcastOut], **ERRORS}, summary="List mass messages")

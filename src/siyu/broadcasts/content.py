@@ -27,6 +27,11 @@ URL_MAX = 2048
 LINK_DESC_MAX = 512
 MINIPROGRAM_TITLE_MAX = 64
 MEDIA_ID_MAX = 256  # WeCom's media ids are 64-odd characters; this bounds what is stored
+# An attachment may name a file uploaded to Siyu (``BroadcastMedia``) instead of a WeCom media id: the send
+# uploads it to WeCom and puts the media id in its place.
+SIYU_MEDIA = "siyu_media"
+# WeCom's upload limits (上传临时素材): image ≤ 10 MB (JPG, PNG), video ≤ 10 MB (MP4), file ≤ 20 MB.
+MEDIA_MAX_BYTES = {"image": 10 << 20, "video": 10 << 20, "file": 20 << 20}
 
 
 def _bytes(value: str) -> int:
@@ -66,6 +71,28 @@ def _url(body: dict[str, Any], name: str, where: str, *, required: bool) -> str:
     return value
 
 
+def _siyu_media(body: dict[str, Any], where: str) -> int | None:
+    value = body.get(SIYU_MEDIA)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        raise Invalid(
+            _("%(field)s must be an id") % {"field": SIYU_MEDIA}, field=where, code=ErrorCode.BAD_ATTACHMENT
+        )
+    return int(value)
+
+
+def media_ids(attachments: Sequence[dict[str, Any]]) -> dict[int, str]:
+    """The uploaded files (``siyu_media`` ids) the attachments name, with the kind each must be."""
+    found: dict[int, str] = {}
+    for item in attachments:
+        kind = str(item.get("msgtype", ""))
+        body = item.get(kind) or {}
+        if isinstance(body, dict) and SIYU_MEDIA in body:
+            found[int(body[SIYU_MEDIA])] = kind
+    return found
+
+
 def check_text(text: str) -> str:
     """The message text, refused beyond WeCom's 4,000 bytes."""
     if _bytes(text) > TEXT_MAX_BYTES:
@@ -99,7 +126,10 @@ def _attachment(item: Any, index: int, *, moment: bool) -> dict[str, Any]:
         )
     at = f"{where}.{msgtype}"
     clean: dict[str, Any] = {}
-    if msgtype == "image":
+    uploaded = _siyu_media(body, f"{at}.{SIYU_MEDIA}") if msgtype in MEDIA_MAX_BYTES else None
+    if uploaded is not None:
+        clean = {SIYU_MEDIA: uploaded}
+    elif msgtype == "image":
         media_id = _text(body, "media_id", f"{at}.media_id", required=moment, max_bytes=MEDIA_ID_MAX)
         pic_url = "" if moment else _url(body, "pic_url", f"{at}.pic_url", required=False)
         if not media_id and not pic_url:

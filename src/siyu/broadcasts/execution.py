@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Q
@@ -24,7 +25,16 @@ from pyroaring import BitMap
 
 from siyu.broadcasts import audience as aud
 from siyu.broadcasts import caps
-from siyu.broadcasts.models import Broadcast, BroadcastPart, BroadcastSkip, CapPolicy, Delivery, LedgerDay
+from siyu.broadcasts.content import SIYU_MEDIA, media_ids
+from siyu.broadcasts.models import (
+    Broadcast,
+    BroadcastMedia,
+    BroadcastPart,
+    BroadcastSkip,
+    CapPolicy,
+    Delivery,
+    LedgerDay,
+)
 from siyu.broadcasts.planning import Plan, plan_customers
 from siyu.core.bulk import insert_rows
 from siyu.core.clock import now
@@ -32,6 +42,7 @@ from siyu.core.errors import DomainError
 from siyu.corps.models import Staff
 from siyu.customers.events import record_events
 from siyu.customers.models import Customer, Event
+from siyu.wecom import errors as wecom_errors
 from siyu.wecom import mass
 
 log = logging.getLogger(__name__)
@@ -42,6 +53,8 @@ ID_CHUNK = 5000
 PAGES_PER_POLL = 20
 # How long Siyu follows a broadcast: staff may confirm days later; after this, unsent parts count as not sent.
 TRACKING_PERIOD = dt.timedelta(days=7)
+# WeCom's temporary media live 3 days; an upload younger than this is reused, an older one made again.
+MEDIA_FRESH = dt.timedelta(days=2)
 
 
 def poll_interval(age: dt.timedelta) -> dt.timedelta:
@@ -90,7 +103,39 @@ def _store_skips(broadcast: Broadcast, skipped: dict[str, BitMap]) -> None:
             )
 
 
-def _send_customer_parts(broadcast: Broadcast, plan: Plan) -> int:
+def prepare_attachments(broadcast: Broadcast) -> list[dict[str, Any]]:
+    """The attachments as WeCom takes them: files kept in Siyu uploaded to WeCom (again, when their media id
+    may have expired) and named by their media id. Calls WeCom: outside any transaction."""
+    wanted = media_ids(broadcast.attachments)
+    if not wanted:
+        return list(broadcast.attachments)
+    moment = broadcast.kind == Broadcast.Kind.MOMENTS
+    media = {m.pk: m for m in BroadcastMedia.objects.for_corp(broadcast.corp_id).filter(pk__in=list(wanted))}
+    for item in media.values():
+        fresh = item.uploaded_at is not None and item.uploaded_at > now() - MEDIA_FRESH
+        if item.media_id and item.for_moment == moment and fresh:
+            continue
+        item.media_id = mass.upload(
+            corp=broadcast.corp,
+            kind=item.kind,
+            filename=item.filename,
+            content=bytes(item.content),
+            content_type=item.content_type,
+            moment=moment,
+        )
+        item.for_moment, item.uploaded_at = moment, now()
+        item.save(update_fields=["media_id", "for_moment", "uploaded_at"])
+    resolved = []
+    for attachment in broadcast.attachments:
+        kind = str(attachment["msgtype"])
+        body = dict(attachment[kind])
+        if SIYU_MEDIA in body:
+            body = {"media_id": media[int(body[SIYU_MEDIA])].media_id}
+        resolved.append({"msgtype": kind, kind: body})
+    return resolved
+
+
+def _send_customer_parts(broadcast: Broadcast, plan: Plan, attachments: list[dict[str, Any]]) -> int:
     staff = {s.pk: s for s in Staff.objects.for_corp(broadcast.corp_id).filter(pk__in=list(plan.by_staff))}
     created = 0
     for staff_id in sorted(plan.by_staff):
@@ -117,14 +162,16 @@ def _send_customer_parts(broadcast: Broadcast, plan: Plan) -> int:
                 idempotency_key=key,
                 sender=sender.userid,
                 text=broadcast.text,
-                attachments=broadcast.attachments,
+                attachments=attachments,
                 external_userids=_external_userids(broadcast.corp_id, chunk),
             )
             created += 1
     return created
 
 
-def _send_group_parts(broadcast: Broadcast, groups: aud.GroupAudience) -> int:
+def _send_group_parts(
+    broadcast: Broadcast, groups: aud.GroupAudience, attachments: list[dict[str, Any]]
+) -> int:
     staff = {s.pk: s for s in Staff.objects.for_corp(broadcast.corp_id).filter(pk__in=list(groups.by_owner))}
     created = 0
     for owner_id in sorted(groups.by_owner):
@@ -150,14 +197,14 @@ def _send_group_parts(broadcast: Broadcast, groups: aud.GroupAudience) -> int:
                 idempotency_key=key,
                 sender=sender.userid,
                 text=broadcast.text,
-                attachments=broadcast.attachments,
+                attachments=attachments,
                 chat_ids=chunk,
             )
             created += 1
     return created
 
 
-def _send_moment(broadcast: Broadcast, moment: aud.MomentAudience) -> int:
+def _send_moment(broadcast: Broadcast, moment: aud.MomentAudience, attachments: list[dict[str, Any]]) -> int:
     key = part_key(broadcast.pk, "moment", 0)
     BroadcastPart.objects.create(
         corp_id=broadcast.corp_id,
@@ -170,7 +217,7 @@ def _send_moment(broadcast: Broadcast, moment: aud.MomentAudience) -> int:
         corp=broadcast.corp,
         idempotency_key=key,
         text=broadcast.text,
-        attachments=broadcast.attachments,
+        attachments=attachments,
         userids=moment.userids,
         department_ids=moment.department_ids,
         tag_ids=moment.tag_ids,
@@ -180,6 +227,18 @@ def _send_moment(broadcast: Broadcast, moment: aud.MomentAudience) -> int:
 
 def execute_broadcast(*, broadcast_id: int) -> str:
     """Plan and send a due broadcast; returns what happened: sent, held, skipped, failed (or why not)."""
+    found = Broadcast.objects.select_related("corp").filter(pk=broadcast_id).first()
+    if found is None or found.status != Broadcast.Status.SCHEDULED:
+        return "not scheduled"
+    try:
+        attachments = prepare_attachments(found)
+    except mass.TrackingUnavailable:
+        return "retry"
+    except (wecom_errors.Throttled, wecom_errors.TransientError, wecom_errors.WeComUnavailable):
+        return "retry"  # the sweep runs it again
+    except wecom_errors.WeComError as exc:
+        with transaction.atomic():
+            return _fail(found, _("WeCom refused an attachment (errcode %(code)d)") % {"code": exc.errcode})
     with transaction.atomic():
         broadcast = (
             Broadcast.objects.select_for_update().select_related("corp").filter(pk=broadcast_id).first()
@@ -209,7 +268,7 @@ def execute_broadcast(*, broadcast_id: int) -> str:
                 plan = plan_customers(corp=corp, audience=resolved, at=moment, reserve=True)
                 _store_skips(broadcast, plan.skipped)
                 broadcast.plan = plan.summary()
-                parts = _send_customer_parts(broadcast, plan)
+                parts = _send_customer_parts(broadcast, plan, attachments)
             elif broadcast.kind == Broadcast.Kind.GROUPS:
                 groups = aud.resolve_groups(corp, spec)
                 broadcast.plan = {
@@ -218,14 +277,14 @@ def execute_broadcast(*, broadcast_id: int) -> str:
                     "skipped": {BroadcastSkip.Reason.NOT_FRIEND: len(groups.ownerless)},
                     "staff": {str(k): len(v) for k, v in groups.by_owner.items()},
                 }
-                parts = 0 if quiet_end is not None else _send_group_parts(broadcast, groups)
+                parts = 0 if quiet_end is not None else _send_group_parts(broadcast, groups, attachments)
             else:
                 moment_audience = aud.resolve_moment(corp, spec)
                 broadcast.plan = {
                     "audience": len(moment_audience.userids),
                     "recipients": len(moment_audience.userids),
                 }
-                parts = 0 if quiet_end is not None else _send_moment(broadcast, moment_audience)
+                parts = 0 if quiet_end is not None else _send_moment(broadcast, moment_audience, attachments)
         except DomainError as exc:  # a tag or segment deleted since composing, an empty audience…
             return _fail(broadcast, exc.message)
         broadcast.sent_at = broadcast.ledger_at = moment

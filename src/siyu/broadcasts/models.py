@@ -149,6 +149,35 @@ class Broadcast(CorpOwned):
         return self.name
 
 
+class BroadcastMedia(CorpOwned):
+    """A file attached to a mass message (image, video, file), kept here until the send uploads it to WeCom:
+    WeCom's media ids expire after 3 days, so a scheduled message uploads it when it goes out."""
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", _("Image")
+        VIDEO = "video", _("Video")
+        FILE = "file", _("File")
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    filename = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=100, blank=True, default="")
+    size = models.IntegerField()
+    content = models.BinaryField()
+    # The last upload to WeCom and its media id; ``for_moment``: uploaded as a moment attachment.
+    media_id = models.CharField(max_length=256, blank=True, default="")
+    for_moment = models.BooleanField(default=False)
+    uploaded_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=now)
+
+    objects = CorpManager["BroadcastMedia"]()
+
+    def __str__(self) -> str:
+        return self.filename
+
+
 class BroadcastSkip(CorpOwned):
     """The customers a broadcast's planning left out for one reason (a roaring bitmap of customer ids)."""
 

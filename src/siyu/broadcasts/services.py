@@ -19,8 +19,8 @@ from django.utils.translation import gettext as _
 
 from siyu.broadcasts import audience as aud
 from siyu.broadcasts import caps
-from siyu.broadcasts.content import check_content
-from siyu.broadcasts.models import Broadcast, BroadcastPart, BroadcastSkip
+from siyu.broadcasts.content import MEDIA_MAX_BYTES, check_content, media_ids
+from siyu.broadcasts.models import Broadcast, BroadcastMedia, BroadcastPart, BroadcastSkip
 from siyu.broadcasts.planning import plan_customers
 from siyu.core.clock import now
 from siyu.core.errors import Conflict, ErrorCode, Invalid, NotFound, PermissionDenied
@@ -100,6 +100,19 @@ def check_draft(
     clean_text, clean_attachments = check_content(
         text=text, attachments=attachments or [], moment=kind == Broadcast.Kind.MOMENTS
     )
+    wanted = media_ids(clean_attachments)
+    if wanted:
+        found = dict(
+            BroadcastMedia.objects.for_corp(actor.corp).filter(pk__in=list(wanted)).values_list("pk", "kind")
+        )
+        for media_id, media_kind in wanted.items():
+            if found.get(media_id) != media_kind:
+                raise Invalid(
+                    _("attachment file %(id)d is not an uploaded %(kind)s of this corp")
+                    % {"id": media_id, "kind": media_kind},
+                    field="attachments",
+                    code=ErrorCode.BAD_ATTACHMENT,
+                )
     spec = aud.AudienceSpec.parse(audience)
     if spec.type not in KIND_AUDIENCES[kind]:
         raise Invalid(_("this audience does not fit this kind of message"), field="type")
@@ -217,6 +230,49 @@ def update_broadcast(
     broadcast.audience, broadcast.scheduled_at = draft.audience.as_json(), draft.scheduled_at
     broadcast.save(update_fields=["name", "text", "attachments", "audience", "scheduled_at"])
     return broadcast
+
+
+# --- attachment files -------------------------------------------------------------------------------------
+
+# What each kind of file must start with (its magic number): WeCom takes JPG and PNG images and MP4 videos.
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+MP4_BRAND = b"ftyp"  # bytes 4–8 of an MP4 (ISO base media) file
+FILENAME_MAX = 200
+
+
+def store_media(
+    *, actor: Actor, kind: str, filename: str, content_type: str, content: bytes
+) -> BroadcastMedia:
+    """Keep a file for an attachment, refused beyond WeCom's size and type limits before anything is sent."""
+    _composer(actor)
+    if kind not in MEDIA_MAX_BYTES:
+        raise Invalid(
+            _("a file can be an image, a video or a file"), field="kind", code=ErrorCode.BAD_ATTACHMENT
+        )
+    if not content:
+        raise Invalid(_("the file is empty"), field="file", code=ErrorCode.BAD_ATTACHMENT)
+    limit = MEDIA_MAX_BYTES[kind]
+    if len(content) > limit:
+        raise Invalid(
+            _("the file is %(size)s MB; WeCom takes at most %(max)d MB for this kind")
+            % {"size": f"{len(content) / (1 << 20):.1f}", "max": limit >> 20},
+            field="file",
+            code=ErrorCode.BAD_ATTACHMENT,
+        )
+    if kind == BroadcastMedia.Kind.IMAGE and not content.startswith(IMAGE_MAGIC):
+        raise Invalid(_("WeCom takes JPG or PNG images"), field="file", code=ErrorCode.BAD_ATTACHMENT)
+    if kind == BroadcastMedia.Kind.VIDEO and content[4:8] != MP4_BRAND:
+        raise Invalid(_("WeCom takes MP4 videos"), field="file", code=ErrorCode.BAD_ATTACHMENT)
+    name = (filename or "").replace("/", "_").replace("\\", "_").strip()[:FILENAME_MAX] or kind
+    return BroadcastMedia.objects.create(
+        corp=actor.corp,
+        kind=kind,
+        filename=name,
+        content_type=(content_type or "")[:100],
+        size=len(content),
+        content=content,
+        created_by_id=actor.user_id,
+    )
 
 
 # --- preview ----------------------------------------------------------------------------------------------

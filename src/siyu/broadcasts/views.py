@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from siyu.broadcasts import audience as aud
 from siyu.broadcasts import caps, selectors, services
+from siyu.broadcasts.content import MEDIA_MAX_BYTES, SIYU_MEDIA
 from siyu.broadcasts.models import Broadcast, BroadcastPart, BroadcastSkip, CapPolicy, Delivery
 from siyu.core.clock import now
 from siyu.core.errors import DomainError, Invalid, NotFound
@@ -36,6 +37,8 @@ from siyu.groups.models import GroupChat
 from siyu.tags.models import Tag
 
 ATTACHMENT_ROWS_MAX = 9
+# Read one byte past WeCom's largest limit: enough to refuse a file that is too big without reading it all.
+MEDIA_READ_MAX = max(MEDIA_MAX_BYTES.values()) + 1
 LIST_PAGE = 30
 RESULTS_PAGE = 50
 
@@ -118,15 +121,32 @@ def _picked_customers(actor: Actor, text: str) -> list[int]:
     return found
 
 
-def _attachments(request: HttpRequest) -> list[dict[str, Any]]:
+MEDIA_PREFIX = "media:"  # a row naming a file already uploaded to Siyu (by its id), as a draft keeps it
+
+
+def _attachments(actor: Actor, request: HttpRequest) -> list[dict[str, Any]]:
+    """The attachment rows as WeCom attachment objects; an uploaded file is stored first (and checked)."""
     rows: list[dict[str, Any]] = []
     for n in range(ATTACHMENT_ROWS_MAX + 1):
         kind = request.POST.get(f"att-{n}-type", "")
         url = request.POST.get(f"att-{n}-url", "").strip()
         title = request.POST.get(f"att-{n}-title", "").strip()
+        upload = request.FILES.get(f"att-{n}-file")
+        if upload is not None and kind in ("image", "video", "file"):
+            media = services.store_media(
+                actor=actor,
+                kind=kind,
+                filename=upload.name or kind,
+                content_type=upload.content_type or "",
+                content=upload.read(MEDIA_READ_MAX),
+            )
+            rows.append({"msgtype": kind, kind: {SIYU_MEDIA: media.pk}})
+            continue
         if not kind or not (url or title):
             continue
-        if kind == "image":
+        if url.startswith(MEDIA_PREFIX) and url[len(MEDIA_PREFIX) :].isdigit():
+            rows.append({"msgtype": kind, kind: {SIYU_MEDIA: int(url[len(MEDIA_PREFIX) :])}})
+        elif kind == "image":
             key = "pic_url" if url.startswith(("http://", "https://")) else "media_id"
             rows.append({"msgtype": "image", "image": {key: url}})
         elif kind == "link":
@@ -154,6 +174,8 @@ def _attachment_rows(post: Any, stored: list[dict[str, Any]]) -> list[dict[str, 
             kind = str(item.get("msgtype", ""))
             body = item.get(kind) or {}
             url = body.get("pic_url") or body.get("url") or body.get("media_id") or ""
+            if SIYU_MEDIA in body:
+                url = f"{MEDIA_PREFIX}{body[SIYU_MEDIA]}"
             rows.append(
                 {"type": kind, "url": url, "title": body.get("title", ""), "desc": body.get("desc", "")}
             )
@@ -290,7 +312,7 @@ def compose(request: HttpRequest, broadcast_id: int | None = None) -> HttpRespon
             values: dict[str, Any] = {
                 "name": request.POST.get("name", ""),
                 "text": request.POST.get("text", ""),
-                "attachments": _attachments(request),
+                "attachments": _attachments(actor, request),
                 "audience": _audience(actor, request, kind),
                 "scheduled_at": _schedule(actor, request.POST.get("scheduled_at", "")),
             }
