@@ -298,6 +298,7 @@ def test_quiet_hours_hold_a_scheduled_send_until_they_end(settings) -> None:
             # then it goes out when quiet hours end
             clock.advance(dt.timedelta(minutes=1))
             assert ex.due_executions() == [broadcast.pk]
+            assert ex.due_executions() == []  # claimed: the next sweep does not queue it again
             assert loop.execute(broadcast) == "sent"
 
 

@@ -53,6 +53,8 @@ ID_CHUNK = 5000
 PAGES_PER_POLL = 20
 # How long Siyu follows a broadcast: staff may confirm days later; after this, unsent parts count as not sent.
 TRACKING_PERIOD = dt.timedelta(days=7)
+# A scheduled broadcast the sweep queued is not queued again for this long (the worker plans it in seconds).
+EXECUTION_CLAIM = dt.timedelta(minutes=1)
 # WeCom's temporary media live 3 days; an upload younger than this is reused, an older one made again.
 MEDIA_FRESH = dt.timedelta(days=2)
 
@@ -601,12 +603,22 @@ def claim_due_polls(*, limit: int = 50) -> list[int]:
     return claimed
 
 
-def due_executions() -> list[int]:
-    """Scheduled broadcasts whose time has come (the sweep's safety net for a lost deferred task)."""
+def due_executions(*, limit: int = 100) -> list[int]:
+    """Scheduled broadcasts whose time has come (the sweep's net for a lost deferred task), each claimed for a
+    minute so that a sweep does not queue it again while a worker has it."""
     moment = now()
-    return list(
+    due = (
         Broadcast.objects.filter(status=Broadcast.Status.SCHEDULED)
         .filter(Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=moment))
         .filter(Q(held_until__isnull=True) | Q(held_until__lte=moment))
-        .values_list("pk", flat=True)[:100]
+        .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=moment))
+        .values_list("pk", flat=True)[:limit]
     )
+    claimed = []
+    for pk in list(due):
+        claim = Broadcast.objects.filter(pk=pk, status=Broadcast.Status.SCHEDULED).filter(
+            Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=moment)
+        )
+        if claim.update(next_poll_at=moment + EXECUTION_CLAIM):
+            claimed.append(pk)
+    return claimed
