@@ -10,9 +10,11 @@ import pytest
 from django.test import Client
 
 from siyu.api.root import api
+from siyu.broadcasts.services import create_broadcast
 from siyu.channels.models import Channel
 from siyu.core.clock import now
 from siyu.corps.access import Actor
+from siyu.corps.services import set_corp_credentials
 from siyu.customers.models import FollowRelation
 from siyu.customers.services import create_custom_field
 from siyu.groups.models import GroupChat, GroupCode, GroupCodeEntry
@@ -112,7 +114,21 @@ def _calls(world, book) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
     """A real request for every documented operation: path parameters and a body that succeed."""
     relation = FollowRelation.objects.get(customer=book.shared, staff=world.wang)
     spare = create_tag_group(corp=world.corp, name="可删", tag_names=["甲", "乙"])
+    set_corp_credentials(corp=world.corp, secret="app-secret", token="", aes_key="")
+    broadcast = create_broadcast(
+        actor=world.operator,
+        kind="customers",
+        name="群发",
+        text="你好",
+        audience={"type": "customers", "customer_ids": [book.shared.pk]},
+    )
+    message = {
+        "name": "新群发",
+        "text": "你好",
+        "audience": {"type": "customers", "customer_ids": [book.shared.pk]},
+    }
     ids = {
+        "broadcast_id": broadcast.pk,
         "customer_id": book.shared.pk,
         "relation_id": relation.pk,
         "group_id": book.vip.group_id,
@@ -170,6 +186,15 @@ def _calls(world, book) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
         ("get", "/api/v1/staff/{staff_id}"): (ids, None),
         ("get", "/api/v1/departments"): (ids, None),
         ("get", "/api/v1/departments/{department_id}"): (ids, None),
+        ("get", "/api/v1/broadcasts"): (ids, None),
+        ("post", "/api/v1/broadcasts"): (ids, message),
+        ("get", "/api/v1/broadcasts/{broadcast_id}"): (ids, None),
+        ("get", "/api/v1/broadcasts/{broadcast_id}/preview"): (ids, None),
+        ("get", "/api/v1/broadcasts/{broadcast_id}/results"): (ids, None),
+        ("post", "/api/v1/broadcasts/{broadcast_id}/cancel"): (ids, None),
+        ("post", "/api/v1/broadcasts/{broadcast_id}/remind"): (ids, {}),
+        ("post", "/api/v1/broadcasts/{broadcast_id}/send"): (ids, None),
+        ("post", "/api/v1/broadcasts/media"): (ids, "UPLOAD"),
     }
 
 
@@ -237,6 +262,11 @@ ORDER = ["get", "post", "put", "patch", "delete"]  # reads first, deletes last, 
 
 
 def _send(client: ApiClient, method: str, url: str, body: Any) -> Any:
+    if body == "UPLOAD":  # a multipart form with a file
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        png = SimpleUploadedFile("a.png", b"\x89PNG\r\n\x1a\n" + bytes(64), content_type="image/png")
+        return client.client.post(url, {"kind": "image", "file": png})
     if method in {"get", "delete"}:
         return getattr(client, method)(url)
     return getattr(client, method)(url, body)

@@ -7,6 +7,7 @@ from ninja import NinjaAPI
 
 def register(api: NinjaAPI) -> None:
     """Mount every app's router. Apps add themselves here as they gain an API."""
+    from siyu.broadcasts.api import router as broadcasts_router
     from siyu.channels.api import router as channels_router
     from siyu.corps.api import router as corps_router
     from siyu.customers.api import router as customers_router
@@ -22,3 +23,4 @@ def register(api: NinjaAPI) -> None:
     api.add_router("", offline_router)
     api.add_router("", channels_router)
     api.add_router("", tagging_rules_router)
+    api.add_router("", broadcasts_router)

@@ -45,6 +45,11 @@ from siyu.groups.models import GroupChat, GroupMember
 from siyu.tags.models import RelationTag, Tag, TagGroup
 
 STATE_FILE = "simulator-state.json"
+# How the demo's simulated staff confirm mass messages (seconds, seconds, share): soon enough to watch the
+# progress bars move, spread enough to see them move one by one, and some who need a reminder.
+DEMO_CONFIRM_DELAY = 15.0
+DEMO_CONFIRM_SPREAD = 60.0
+DEMO_CONFIRM_SHARE = 0.8
 STATE_FORMAT = "siyu-simulator-state"  # siyu.simulator.statefile.FORMAT, version 1
 # Customers read per query when exporting: a few thousand rows per round trip, memory flat at any size.
 EXPORT_BATCH = 1000
@@ -664,6 +669,9 @@ def run_demo(args: argparse.Namespace, *, data_dir: Path) -> int:
         "--callback-url", f"{console_url}/wecom/callback/{corp.corpid}/",
         # Traffic starts once the console answers (below), so no early callback meets a closed port.
         "--traffic", "0", "--seed", str(secrets.randbelow(2**31)),
+        # Simulated staff confirm mass messages 15–75 s after they are sent; one in five only once reminded.
+        "--msg-confirm-delay", str(DEMO_CONFIRM_DELAY), "--msg-confirm-spread", str(DEMO_CONFIRM_SPREAD),
+        "--msg-confirm-share", str(DEMO_CONFIRM_SHARE),
     ]  # fmt: skip
     stop = Stop()
     children: list[Child] = []

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "siyu.offline",
     "siyu.wecom",
     "siyu.channels",
+    "siyu.broadcasts",
     "siyu.console",
     "siyu.api",
 ]

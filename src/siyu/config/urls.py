@@ -28,5 +28,6 @@ urlpatterns = [
     path("groups/", include("siyu.groups.urls")),
     path("g/", include("siyu.groups.public_urls")),
     path("offline/", include("siyu.offline.urls")),
+    path("broadcasts/", include("siyu.broadcasts.urls")),
     path("", include("siyu.console.urls")),
 ]

@@ -39,6 +39,7 @@ ENTRIES = [
         _("Welcome message"), "channels:default_welcome", section="channels:default", needs_configure=True
     ),
     NavEntry(_("Tagging rules"), "tagging:rules", section="tagging:", needs_configure=True),
+    NavEntry(_("Mass messages"), "broadcasts:list", section="broadcasts:"),
     NavEntry(_("Staff"), "corps:staff_list", section="corps:staff_"),
     NavEntry(_("Departments"), "corps:department_list", section="corps:department_"),
     NavEntry(_("Group codes"), "groups:code_list", section="groups:code", needs_configure=True),

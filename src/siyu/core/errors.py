@@ -18,6 +18,11 @@ class ErrorCode(StrEnum):
     PAGE_TOO_LARGE = "page_too_large"
     BAD_CURSOR = "bad_cursor"
     UNAUTHENTICATED = "unauthenticated"
+    # Mass messages: refused before anything is sent.
+    EMPTY_AUDIENCE = "empty_audience"
+    TEXT_TOO_LONG = "text_too_long"
+    BAD_ATTACHMENT = "bad_attachment"
+    REMINDER_LIMIT = "reminder_limit"
 
 
 class DomainError(Exception):

@@ -160,6 +160,7 @@ class Event(CorpOwned):
         OFFLINE_MERGED = "offline_merged", _("Matched an offline member")
         WELCOMED = "welcomed", _("Welcome message sent")
         WELCOME_NOT_SENT = "welcome_not_sent", _("Welcome message not sent")
+        BROADCAST_RECEIVED = "broadcast_received", _("Received a mass message")
 
     class Source(models.TextChoices):
         CONSOLE = "console", _("Console")

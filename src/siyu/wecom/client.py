@@ -28,6 +28,7 @@ from siyu.wecom import schemas as s
 
 if TYPE_CHECKING:
     from siyu.corps.models import Corp
+    from siyu.wecom.gateway import Upload
     from siyu.wecom.limits import Priority
 
 P = TypeVar("P", bound=s.Page)
@@ -44,6 +45,7 @@ class Transport(Protocol):
         params: dict[str, Any] | None = None,
         body: dict[str, Any] | None = None,
         idempotent: bool = True,
+        upload: Upload | None = None,
     ) -> dict[str, Any]: ...
 
 
@@ -430,6 +432,21 @@ class WeComClient:
         """``externalcontact/cancel_groupmsg_send`` (write: use the outbox)."""
         body = s.MsgIdRequest(msgid=msgid).body()
         return s.Ack.model_validate(self._post("externalcontact/cancel_groupmsg_send", body))
+
+    # -- media --
+
+    def upload_media(self, media_type: str, upload: Upload) -> s.MediaUploaded:
+        """``media/upload``: a temporary media (valid 3 days) for messages: image, voice, video or file."""
+        data = self.transport.call("media/upload", method="POST", params={"type": media_type}, upload=upload)
+        return s.MediaUploaded.model_validate(data)
+
+    def upload_attachment(
+        self, media_type: str, upload: Upload, *, attachment_type: int = 1
+    ) -> s.MediaUploaded:
+        """``media/upload_attachment``: media for moments (``attachment_type`` 1) or product albums (2)."""
+        params = {"media_type": media_type, "attachment_type": attachment_type}
+        data = self.transport.call("media/upload_attachment", method="POST", params=params, upload=upload)
+        return s.MediaUploaded.model_validate(data)
 
     # -- moments --
 

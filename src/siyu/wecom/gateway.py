@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -111,6 +112,15 @@ def fetch_token(corpid: str, secret: str) -> tuple[str, int]:
     return str(data["access_token"]), int(data.get("expires_in") or 7200)
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file sent to a media API (``media/upload``, ``media/upload_attachment``)."""
+
+    filename: str
+    content: bytes
+    content_type: str = "application/octet-stream"
+
+
 class Gateway:
     """Sends one corp's API calls at one priority (the client's transport)."""
 
@@ -151,12 +161,11 @@ class Gateway:
         params: dict[str, Any] | None = None,
         body: dict[str, Any] | None = None,
         idempotent: bool = True,
-        files: dict[str, tuple[str, bytes, str]] | None = None,
+        upload: Upload | None = None,
     ) -> dict[str, Any]:
         """Send one call and return WeCom's answer (errcode 0), or raise a ``WeComError``/``RateLimited``.
 
-        ``files`` makes it a multipart upload (``media/upload``: the field name, then file name, bytes, type).
-        """
+        ``upload`` sends a file as the multipart form field ``media`` instead of a JSON body (media APIs)."""
 
         def retryable(exc: BaseException) -> bool:
             left = self._time_left()
@@ -183,7 +192,7 @@ class Gateway:
             sleep=self.sleep,
             reraise=True,
         )
-        return throttled(lambda: busy(self._attempt, api, method, params, body, files))
+        return throttled(lambda: busy(self._attempt, api, method, params, body, upload))
 
     def _token(self, stale: str | None = None) -> str:
         return tokens.access_token(
@@ -201,7 +210,7 @@ class Gateway:
         params: dict[str, Any] | None,
         body: dict[str, Any] | None,
         token: str,
-        files: dict[str, tuple[str, bytes, str]] | None = None,
+        upload: Upload | None = None,
     ) -> dict[str, Any]:
         query = {**(params or {}), "access_token": token}
         url = api_url(api)
@@ -215,7 +224,8 @@ class Gateway:
             timeout = httpx.USE_CLIENT_DEFAULT
         if method == "GET":
             return _read(api, lambda: http_client().get(url, params=query, timeout=timeout))
-        if files is not None:
+        if upload is not None:
+            files = {"media": (upload.filename, upload.content, upload.content_type)}
             return _read(api, lambda: http_client().post(url, params=query, files=files, timeout=timeout))
         content = json.dumps(body or {}, ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json; charset=utf-8"}
@@ -230,7 +240,7 @@ class Gateway:
         method: str,
         params: dict[str, Any] | None,
         body: dict[str, Any] | None,
-        files: dict[str, tuple[str, bytes, str]] | None = None,
+        upload: Upload | None = None,
     ) -> dict[str, Any]:
         max_wait = self.max_wait
         left = self._time_left()
@@ -238,12 +248,12 @@ class Gateway:
             max_wait = max(0.0, min(max_wait, left))
         with self.limiter.slot(corp_id=self.corp_id, api=api, priority=self.priority, max_wait=max_wait):
             token = self._token()
-            data = self._send(api, method, params, body, token, files)
+            data = self._send(api, method, params, body, token, upload)
             code = _errcode(data)
             if code in TOKEN_REFUSED:
                 log.info("WeCom %s refused the access token (errcode %d): fetching a new one", api, code)
                 token = self._token(stale=token)
-                data = self._send(api, method, params, body, token, files)
+                data = self._send(api, method, params, body, token, upload)
                 code = _errcode(data)
             if code == 0:
                 return data

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from siyu.core.clock import now
 from siyu.corps.models import Corp
-from siyu.wecom.gateway import Gateway
+from siyu.wecom.gateway import Gateway, Upload
 from siyu.wecom.limits import Priority
 
 UPLOAD = "media/upload"
@@ -56,7 +56,7 @@ def upload_media(
         UPLOAD,
         method="POST",
         params={"type": kind},
-        files={"media": (filename, content, content_type)},
+        upload=Upload(filename=filename, content=content, content_type=content_type),
         idempotent=True,
     )
     return Uploaded(media_id=str(data["media_id"]), uploaded_at=now())

@@ -553,6 +553,19 @@ class GroupMsgSendResultPage(Page):
     send_list: list[GroupMsgSendResult] = Field(default_factory=list)
 
 
+class MediaUploaded(WeComModel):
+    """``media/upload`` / ``media/upload_attachment``: the media id (``created_at`` is text in the first)."""
+
+    type: str = ""
+    media_id: str
+    created_at: str = ""
+
+    @field_validator("created_at", mode="before")
+    @classmethod
+    def _time_as_text(cls, value: Any) -> str:
+        return "" if value is None else str(value)
+
+
 class MomentTaskRequest(WeComRequest):
     """``add_moment_task``: up to 9 images, or 1 video, or 1 link (one kind only)."""
 
