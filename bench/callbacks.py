@@ -1,16 +1,18 @@
 """Benchmark: the WeCom callback receiver (target P1) — durable acknowledgements per second and their latency.
 
-    .venv/bin/python bench/callbacks.py [--count 20000] [--concurrency 64] [--workers 2] [--threads N]
-                                        [--rounds 4] [--duplicates 0.05] [--seed 1] [--max-seconds 60]
-                                        [--client raw]
+    .venv/bin/python bench/callbacks.py [--count 20000] [--concurrency 64] [--receiver-workers 1]
+                                        [--wsgi-count 5000] [--workers 2] [--threads N] [--rounds 4]
+                                        [--duplicates 0.05] [--seed 1] [--max-seconds 60] [--client raw]
 
-A real server process (``siyu serve``: gunicorn with the production settings) on a fresh PostgreSQL database
-``siyu_bench_callbacks`` (DATABASE_URL overrides it, e.g. a SQLite file for the embedded figure), and a corp
-with a callback Token and EncodingAESKey. ``--count`` distinct callbacks (customer-contact and tag events, as
-WeCom sends them) are encrypted and signed beforehand with ``siyu.wecom.crypto``, plus ``--duplicates`` of
-them delivered again, freshly encrypted as WeCom's redeliveries are: half right after the first delivery (so
-both are in flight together), half later. A load generator in a separate process fires them over loopback
-keep-alive connections, ``--concurrency`` requests in flight, and times every request.
+Real server processes with the production settings on a fresh PostgreSQL database ``siyu_bench_callbacks``
+(DATABASE_URL overrides it, e.g. a SQLite file for the embedded figure), and a corp with a callback Token and
+EncodingAESKey: first ``siyu receiver`` (the asynchronous receiver production routes callbacks to), then
+``siyu serve`` (gunicorn, whose Django view answers callbacks in the embedded mode). ``--count`` distinct
+callbacks (customer-contact and tag events, as WeCom sends them) are encrypted and signed beforehand with
+``siyu.wecom.crypto``, plus ``--duplicates`` of them delivered again, freshly encrypted as WeCom's
+redeliveries are: half right after the first delivery (so both are in flight together), half later. A load
+generator in a separate process fires them over loopback keep-alive connections, ``--concurrency`` requests
+in flight, and times every request.
 
 The baseline is the same server's ``/healthz`` (an empty 200 that touches no database), under the same load
 generator, with the same number of requests and the same concurrency, measured in the same run: what the HTTP
@@ -19,15 +21,21 @@ and again), so that both meet the same neighbours on a shared machine. Figures:
 
 - ``callbacks_acks_per_s``: acknowledged (200) callbacks per second, against health checks per second;
 - ``callbacks_p50`` / ``callbacks_p99``: latency of one callback, against one health check (ms);
-- ``callbacks_cpu_per_ack``: CPU time of the server's workers and of PostgreSQL's backends per request (µs),
+- ``callbacks_cpu_per_ack``: CPU time of the server's processes and of PostgreSQL's backends per request (µs),
   against the same per health check: less noisy than rates on a shared machine;
 - ``callbacks_stored_exactly_once``: acknowledged distinct callbacks found in the inbox exactly once, against
-  the number of distinct callbacks acknowledged (anything but a ratio of 1 is a bug).
+  the number of distinct callbacks acknowledged (anything but a ratio of 1 is a bug);
+- ``callbacks_*_vs_wsgi``: the receiver's rate, p99 and CPU per acknowledgement against ``--wsgi-count``
+  other distinct callbacks through ``siyu serve`` in the same run (the second baseline; 0 skips it).
+
+The log (stderr) splits the CPU per request into server, PostgreSQL and load generator, gives the batch sizes
+of the group commits and the load average before and after each front's rounds (other work on the machine
+takes CPU from all three, and shows in rates and latencies first).
 
 The load generator (``--client raw``) writes pre-built HTTP/1.1 requests on keep-alive connections with
-asyncio and reads the answers: ~0.1 ms of CPU a request here, where httpx's async client took 6–8 ms, and
-it shares the 2 cores with the server, so a heavier client would mostly measure itself. ``--client httpx`` is
-there to compare.
+asyncio and reads the answers: ~0.03–0.1 ms of CPU a request here, where httpx's async client took 6–8 ms,
+and it shares the 2 cores with the server, so a heavier client would mostly measure itself. ``--client httpx``
+is there to compare.
 """
 
 from __future__ import annotations
@@ -304,8 +312,7 @@ def _free_port() -> int:
         return port
 
 
-def start_server(database_url: str, *, port: int, workers: int, threads: int) -> subprocess.Popen[bytes]:
-    """``siyu serve`` with the production settings; returns once ``/healthz`` answers."""
+def _server_env(database_url: str, threads: int = 0) -> dict[str, str]:
     env = dict(
         os.environ,
         SIYU_ENV="production",
@@ -317,15 +324,25 @@ def start_server(database_url: str, *, port: int, workers: int, threads: int) ->
     if threads:
         env["WEB_THREADS"] = str(threads)
     env.pop("DEBUG", None)
-    log_path = ROOT / "var" / "bench" / "callbacks-server.log"
-    log(f"starting siyu serve: {workers} workers × {threads or 'default'} threads, port {port} ({log_path})")
+    return env
+
+
+def start_server(
+    database_url: str, *, front: str, port: int, workers: int, threads: int = 0
+) -> subprocess.Popen[bytes]:
+    """``siyu receiver`` (front "receiver") or ``siyu serve`` (front "wsgi", gunicorn) with the production
+    settings; returns once ``/healthz`` answers."""
+    command = "receiver" if front == "receiver" else "serve"
+    log_path = ROOT / "var" / "bench" / f"callbacks-{command}.log"
+    shape = f"{workers} workers" + (f" × {threads or 'default'} threads" if front == "wsgi" else "")
+    log(f"starting siyu {command}: {shape}, port {port} ({log_path})")
     with open(log_path, "wb") as out:
         server = subprocess.Popen(  # noqa: S603 - our own command
             [
                 sys.executable,
                 "-m",
                 "siyu.config.cli",
-                "serve",
+                command,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -333,7 +350,7 @@ def start_server(database_url: str, *, port: int, workers: int, threads: int) ->
                 "--workers",
                 str(workers),
             ],
-            env=env,
+            env=_server_env(database_url, threads),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -477,6 +494,78 @@ def _summary(label: str, result: LoadResult, cpu: Cpu) -> Timing:
     return timing
 
 
+@dataclass
+class Measured:
+    """One front's run: its health checks (the baseline) and its callbacks, with the CPU they took."""
+
+    base: LoadResult
+    result: LoadResult
+    base_cpu: Cpu
+    result_cpu: Cpu
+
+    @property
+    def acks_per_s(self) -> float:
+        return self.result.ok / self.result.seconds
+
+    @property
+    def base_per_s(self) -> float:
+        return self.base.ok / self.base.seconds
+
+    def cpu_per(self, which: str) -> float:
+        """CPU µs per request sent (server + PostgreSQL), of the callbacks or of the health checks."""
+        load, cpu = (self.result, self.result_cpu) if which == "callbacks" else (self.base, self.base_cpu)
+        return cpu.total / max(1, sum(1 for s in load.statuses if s != 0)) * 1e6
+
+
+def measure(
+    front: str,
+    database_url: str,
+    corp_id: int,
+    warmup: list[Request],
+    callbacks: list[Request],
+    args: argparse.Namespace,
+) -> Measured:
+    """Start one front, warm it up, alternate health checks and callbacks, stop it; log what it did."""
+    health = [Request("GET", "/healthz", b"", b"")] * len(callbacks)
+    port = _free_port()
+    workers = args.receiver_workers if front == "receiver" else args.workers
+    server = start_server(database_url, front=front, port=port, workers=workers, threads=args.threads)
+    base_rounds: list[LoadResult] = []
+    rounds: list[LoadResult] = []
+    base_cpu = result_cpu = Cpu(0.0, 0.0)
+    try:
+        load = {"port": port, "concurrency": args.concurrency, "max_seconds": args.max_seconds}
+        log("warm-up …")
+        fire(health[:1000], **load, client=args.client)
+        warm = fire(warmup, **load, client=args.client)
+        # Rounds alternate health checks and callbacks, so both meet the same neighbours on a shared machine.
+        size = -(-len(callbacks) // args.rounds)
+        log(
+            f"{args.rounds} rounds of {size:,} health checks then {size:,} callbacks, "
+            f"{args.concurrency} in flight; load average {_load()} …"
+        )
+        for start in range(0, len(callbacks), size):
+            cpu = server_cpu(server.pid)
+            base_rounds.append(fire(health[start : start + size], **load, client=args.client))
+            middle = server_cpu(server.pid)
+            rounds.append(fire(callbacks[start : start + size], **load, client=args.client))
+            base_cpu, result_cpu = base_cpu + (middle - cpu), result_cpu + (server_cpu(server.pid) - middle)
+        log(f"load average after the rounds: {_load()}")
+    finally:
+        stop_server(server)
+    measured = Measured(LoadResult.combine(base_rounds), LoadResult.combine(rounds), base_cpu, result_cpu)
+    _summary(f"{front} /healthz", measured.base, base_cpu)
+    _summary(f"{front} callbacks", measured.result, result_cpu)
+    warm_once, warm_acked = verify(corp_id, warmup, warm)
+    if warm_once != warm_acked:
+        log(f"warm-up callbacks: only {warm_once} of {warm_acked} acknowledged ones are stored exactly once")
+    return measured
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def run(args: argparse.Namespace) -> list[Figure]:
     database_url = os.environ.get("DATABASE_URL") or postgres_database(DATABASE, fresh=True)
     os.environ["SECRET_KEY"] = SECRET_KEY
@@ -491,66 +580,71 @@ def run(args: argparse.Namespace) -> list[Figure]:
     Corp.objects.filter(corpid=CORPID).delete()  # a reused database (DATABASE_URL) starts from an empty inbox
     corp = create_corp(name="回调基准", corpid=CORPID, token=token, aes_key=aes_key)
     crypto = CallbackCrypto(token=token, encoding_aes_key=aes_key, receive_id=CORPID)
-    log(f"encrypting {args.count:,} callbacks (+{args.duplicates:.0%} redelivered) …")
-    warmup = build_callbacks(crypto, count=500, duplicates=0.05, seed_value=args.seed, first=args.count)
-    callbacks = build_callbacks(crypto, count=args.count, duplicates=args.duplicates, seed_value=args.seed)
-    health = [Request("GET", "/healthz", b"", b"")] * len(callbacks)
+    log(f"encrypting {args.count:,} + {args.wsgi_count:,} callbacks (+{args.duplicates:.0%} redelivered) …")
 
-    port = _free_port()
-    server = start_server(database_url, port=port, workers=args.workers, threads=args.threads)
-    base_rounds: list[LoadResult] = []
-    rounds: list[LoadResult] = []
-    base_cpu = result_cpu = Cpu(0.0, 0.0)
-    try:
-        load = {"port": port, "concurrency": args.concurrency, "max_seconds": args.max_seconds}
-        log("warm-up …")
-        fire(health[:1000], **load, client=args.client)
-        warm = fire(warmup, **load, client=args.client)
-        # Rounds alternate health checks and callbacks, so both meet the same neighbours on a shared machine.
-        size = -(-len(callbacks) // args.rounds)
-        log(
-            f"{args.rounds} rounds of {size:,} health checks then {size:,} callbacks, "
-            f"{args.concurrency} in flight …"
+    def callbacks(count: int, first: int) -> list[Request]:
+        return build_callbacks(
+            crypto, count=count, duplicates=args.duplicates, seed_value=args.seed, first=first
         )
-        for start in range(0, len(callbacks), size):
-            cpu = server_cpu(server.pid)
-            base_rounds.append(fire(health[start : start + size], **load, client=args.client))
-            middle = server_cpu(server.pid)
-            rounds.append(fire(callbacks[start : start + size], **load, client=args.client))
-            base_cpu, result_cpu = base_cpu + (middle - cpu), result_cpu + (server_cpu(server.pid) - middle)
-    finally:
-        stop_server(server)
-    base, result = LoadResult.combine(base_rounds), LoadResult.combine(rounds)
-    base_timing = _summary("/healthz", base, base_cpu)
-    timing = _summary("callbacks", result, result_cpu)
-    warm_once, warm_acked = verify(corp.pk, warmup, warm)
-    once, acked = verify(corp.pk, callbacks, result)
-    if warm_once != warm_acked:
-        log(f"warm-up callbacks: only {warm_once} of {warm_acked} acknowledged ones are stored exactly once")
 
-    acks_per_s = result.ok / result.seconds
-    base_per_s = base.ok / base.seconds
-    sent = sum(1 for s in result.statuses if s != 0)
-    base_sent = sum(1 for s in base.statuses if s != 0)
+    # Distinct callbacks for each front and warm-up: every front meets an inbox of new rows, like WeCom's.
+    receiver = measure(
+        "receiver", database_url, corp.pk, callbacks(500, 10_000_000), callbacks(args.count, 0), args
+    )
+    once, acked = verify(corp.pk, callbacks(args.count, 0), receiver.result)
+    wsgi = None
+    if args.wsgi_count:
+        wsgi = measure(
+            "wsgi",
+            database_url,
+            corp.pk,
+            callbacks(500, 11_000_000),
+            callbacks(args.wsgi_count, 5_000_000),
+            args,
+        )
+        wsgi_once, wsgi_acked = verify(corp.pk, callbacks(args.wsgi_count, 5_000_000), wsgi.result)
+        if wsgi_once != wsgi_acked:
+            log(f"wsgi: only {wsgi_once} of {wsgi_acked} acknowledged callbacks are stored exactly once")
+
+    timing, base_timing = Timing(receiver.result.latencies_ms), Timing(receiver.base.latencies_ms)
+    rate = receiver.acks_per_s
     verdict = (
         "met"
-        if acks_per_s >= TARGET_ACKS_PER_S and timing.p99 <= TARGET_P99_MS
-        else f"MISSED: {acks_per_s:,.0f} acks/s ({acks_per_s / TARGET_ACKS_PER_S:.0%} of the target), "
+        if rate >= TARGET_ACKS_PER_S and timing.p99 <= TARGET_P99_MS
+        else f"MISSED: {rate:,.0f} acks/s ({rate / TARGET_ACKS_PER_S:.0%} of the target), "
         f"p99 {timing.p99:.1f} ms (target ≤ {TARGET_P99_MS:.0f})"
     )
     log(f"target ≥ {TARGET_ACKS_PER_S:,.0f} acks/s with p99 ≤ {TARGET_P99_MS:.0f} ms: {verdict}")
-    return [
-        Figure("callbacks_acks_per_s", acks_per_s, "acks/s", base_per_s, higher_is_better=True),
+    figures = [
+        Figure(
+            "callbacks_acks_per_s", receiver.acks_per_s, "acks/s", receiver.base_per_s, higher_is_better=True
+        ),
         Figure("callbacks_p50", timing.p50, "ms", base_timing.p50),
         Figure("callbacks_p99", timing.p99, "ms", base_timing.p99),
-        Figure(
-            "callbacks_cpu_per_ack",
-            result_cpu.total / max(1, sent) * 1e6,
-            "us",
-            base_cpu.total / max(1, base_sent) * 1e6,
-        ),
+        Figure("callbacks_cpu_per_ack", receiver.cpu_per("callbacks"), "us", receiver.cpu_per("health")),
         Figure("callbacks_stored_exactly_once", once, "callbacks", acked, higher_is_better=True),
     ]
+    if wsgi is not None:
+        # The second baseline: the same callbacks through siyu serve's WSGI view (gunicorn, threaded group
+        # commit), the path the receiver replaces in production.
+        wsgi_timing = Timing(wsgi.result.latencies_ms)
+        figures += [
+            Figure(
+                "callbacks_acks_per_s_vs_wsgi",
+                receiver.acks_per_s,
+                "acks/s",
+                wsgi.acks_per_s,
+                higher_is_better=True,
+            ),
+            Figure("callbacks_p99_vs_wsgi", timing.p99, "ms", wsgi_timing.p99),
+            Figure(
+                "callbacks_cpu_per_ack_vs_wsgi",
+                receiver.cpu_per("callbacks"),
+                "us",
+                wsgi.cpu_per("callbacks"),
+            ),
+        ]
+    return figures
 
 
 def main() -> None:
@@ -559,10 +653,15 @@ def main() -> None:
     )
     parser.add_argument("--count", type=int, default=20_000, help="distinct callbacks")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
-    parser.add_argument("--workers", type=int, default=2, help="server processes")
+    parser.add_argument("--receiver-workers", type=int, default=1, help="siyu receiver processes")
     parser.add_argument(
-        "--threads", type=int, default=0, help="threads per server process (siyu serve's default)"
+        "--wsgi-count",
+        type=int,
+        default=5000,
+        help="distinct callbacks through siyu serve (gunicorn) as a second baseline; 0 skips it",
     )
+    parser.add_argument("--workers", type=int, default=2, help="siyu serve processes (the second baseline)")
+    parser.add_argument("--threads", type=int, default=0, help="threads per siyu serve process (its default)")
     parser.add_argument("--rounds", type=int, default=4, help="alternations of health checks and callbacks")
     parser.add_argument("--duplicates", type=float, default=0.05, help="share of callbacks delivered twice")
     parser.add_argument("--seed", type=int, default=1)

@@ -76,7 +76,8 @@ def test_the_list_shows_each_customer_with_type_staff_remark_tags_and_local_adde
         ("李雷", ["李雷"]),  # name
         ("老同学", ["李雷"]),  # remark on the relation
         ("13800138000", ["李雷"]),  # a remark mobile
-        ("wmHanMeiMei", ["韩梅梅"]),  # external_userid
+        ("wmHanMeiMei", ["韩梅梅"]),  # external_userid, whole
+        ("wmHanMei", []),  # a fragment of one: ids are matched whole
         ("nobody-has-this", []),
     ],
 )

@@ -109,7 +109,7 @@ def test_the_list_shows_counts_and_the_trend(world) -> None:  # type: ignore[no-
         html.split('id="segment-trend-data" type="application/json">')[1].split("</script>")[0]
     )
     assert chart["series"][0]["name"] == "北京" and chart["series"][0]["points"][0][1] == 2
-    assert "echarts.common.min.js" in html
+    assert "echarts.min.js" in html
 
 
 def test_excluding_members_from_the_page(world) -> None:  # type: ignore[no-untyped-def]

@@ -33,6 +33,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         ["corp"],
         ["apikey"],
         ["serve"],
+        ["receiver"],
         ["worker"],
         ["seed"],
         ["demo"],

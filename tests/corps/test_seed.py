@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.db import connection
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Prefetch
 
 from siyu.config.cli import main
 from siyu.core.errors import Conflict
@@ -122,7 +122,9 @@ def test_seeded_corp_is_realistic_and_consistent() -> None:
     assert set(per_customer) <= {1, 2, 3} and max(per_customer) > 1
     assert all("\u4e00" <= name[0] <= "\u9fff" for name in customers.values_list("name", flat=True))
     # and the derived columns are what the services would compute
-    for customer in customers.prefetch_related("relations"):
+    for customer in customers.prefetch_related(
+        Prefetch("relations", queryset=FollowRelation.objects.order_by("id"))
+    ):
         relations = list(customer.relations.all())
         assert customer.search_text == build_search_text(customer, relations)
         assert customer.last_added_at == max(r.added_at for r in relations)

@@ -34,7 +34,8 @@ def test_add_get_update_delete(sim: Simulator, wecom: WeCom) -> None:
     wecom.ok("POST", "externalcontact/del_contact_way", {"config_id": added["config_id"]})
     gone = wecom.post("externalcontact/get_contact_way", {"config_id": added["config_id"]})
     # then
-    assert len(added["config_id"]) == 32 and added["qr_code"].startswith("https://")
+    # the QR code is an image at WeCom's image path, served by the simulator itself
+    assert len(added["config_id"]) == 32 and added["qr_code"].startswith(f"{wecom.sim.base_url}/wwpic/")
     assert got["state"] == "teststate" and got["user"] == [first] and got["qr_code"] == added["qr_code"]
     assert {"config_id", "type", "scene", "style", "remark", "skip_verify", "state", "user", "party"} <= set(
         got
@@ -147,3 +148,27 @@ def test_a_scan_adds_a_relation_with_the_state_and_sends_the_event(
     answer = wecom.ok("GET", "externalcontact/get", external_userid=scanned["external_userid"])
     relation = answer["follow_user"][0]
     assert (relation["state"], relation["add_way"], relation["userid"]) == ("douyin-0612", 1, user[0])
+
+
+def test_qr_code_is_a_png_whose_target_adds_a_customer(sim, wecom, http):
+    # given a contact way
+    first = sim.state.follow_users()[0]
+    added = wecom.ok(
+        "POST", "externalcontact/add_contact_way", {"type": 2, "scene": 2, "state": "qr", "user": [first]}
+    )
+    # when its QR image is fetched, and its target opened (a customer scans it)
+    image = http.get(added["qr_code"])
+    scanned = http.get(f"{sim.base_url}/_sim/scan/{added['config_id']}").json()
+    # then it is a PNG, and the scan added a customer through the way
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert image.content.startswith(b"\x89PNG")
+    assert scanned["state"] == "qr" and scanned["userid"] == first
+
+
+def test_multi_member_way_hands_scans_out_in_turn(sim, wecom):
+    users = sim.state.follow_users()[:3]
+    added = wecom.ok(
+        "POST", "externalcontact/add_contact_way", {"type": 2, "scene": 2, "state": "turns", "user": users}
+    )
+    got = [sim.actions.scan_contact_way(config_id=added["config_id"])["userid"] for _ in range(6)]
+    assert got == users + users

@@ -253,3 +253,29 @@ def test_results_right_after_creation_can_be_41063(sim: Simulator, wecom: WeCom)
     # then
     assert early["errcode"] == 41063
     assert later["errcode"] == 0
+
+
+def test_staff_confirm_spread_out_and_the_unwilling_only_once_reminded(sim: Simulator, wecom: WeCom) -> None:
+    # given staff who confirm 10–70 s after a send, and half of whom wait for a reminder
+    delay = sim.config.msg_confirm_delay
+    sim.config.update({"msg_confirm_delay": 10.0, "msg_confirm_spread": 60.0, "msg_confirm_share": 0.5})
+    try:
+        senders = [u for u in sim.state.follow_users() if sim.state.staff[u].follow_list]
+        msgids = {u: send(wecom, u) for u in senders}
+        tasks = {u: sim.state.msg_templates[m].tasks[u] for u, m in msgids.items()}
+        start = sim.clock.time()
+        willing = {u for u, t in tasks.items() if t.confirm_at <= start + 70}
+        # then the willing confirm within the spread, at different moments
+        assert willing and len(willing) < len(senders)
+        assert len({round(tasks[u].confirm_at) for u in willing}) > 1
+        sim.clock.advance(71)
+        sim.tick()
+        assert {u for u, t in tasks.items() if t.status == 2} == willing
+        # when the others are reminded, they confirm after the delay
+        for userid in set(senders) - willing:
+            wecom.ok("POST", "externalcontact/remind_groupmsg_send", {"msgid": msgids[userid]})
+        sim.clock.advance(11)
+        sim.tick()
+        assert all(t.status == 2 for t in tasks.values())
+    finally:
+        sim.config.update({"msg_confirm_delay": delay, "msg_confirm_spread": 0.0, "msg_confirm_share": 1.0})

@@ -77,6 +77,23 @@ def test_a_deletion_and_re_add_in_one_second_keep_the_relation(settings):
         assert_no_doubled_events(env.corp)
 
 
+def test_an_add_worked_after_a_re_add_without_state_takes_wecoms_state(settings):
+    with simulated_wecom(settings, callback_workers=1) as env:
+        userid = env.sim.state.follow_users()[0]
+        env.sim.clock.freeze()
+        # given a customer added through a contact way, deleted, and added again a second later without one
+        customer = env.sim.actions.add_customer(userid=userid, state="expo-2024")["external_userid"]
+        env.sim.actions.staff_deletes_customer(userid=userid, external_userid=customer)
+        env.sim.clock.advance(1)
+        env.sim.actions.add_customer(userid=userid, external_userid=customer)
+        # when all three are worked in order, after the re-add happened
+        deliver_in(env, [0, 1, 2])
+        # then the active relation has WeCom's state: the first add's State was an earlier relation's
+        active = [r for r in relations(env, customer, userid) if r.status == FollowRelation.Status.ACTIVE]
+        assert [r.state for r in active] == [env.sim.state.customers[customer].follows[userid].state] == [""]
+        assert_no_doubled_events(env.corp)
+
+
 def test_a_group_join_worked_before_the_customers_add_is_on_the_customers_timeline(settings):
     with simulated_wecom(settings, callback_workers=1) as env:
         chat_id = sorted(env.sim.state.groups)[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.db.models import Prefetch
 
 from siyu.core import clock
 from siyu.corps.models import Department, Staff
@@ -78,7 +79,8 @@ def test_full_sync_matches_the_simulator(settings):
         assert CustomerTag.objects.for_corp(env.corp).count() == len(
             set(RelationTag.objects.for_corp(env.corp).values_list("customer_id", "tag_id"))
         )
-        for customer in Customer.objects.for_corp(env.corp).prefetch_related("relations"):
+        by_id = Prefetch("relations", queryset=FollowRelation.objects.order_by("id"))
+        for customer in Customer.objects.for_corp(env.corp).prefetch_related(by_id):
             relations = list(customer.relations.all())
             assert customer.search_text == build_search_text(customer, relations)
             assert customer.last_added_at == max(r.added_at for r in relations)

@@ -1,4 +1,5 @@
-"""The ``siyu`` command line: demo, serve, worker, seed, createadmin, corp, apikey, simulator, manage."""
+"""The ``siyu`` command line: demo, serve, receiver, worker, seed, createadmin, corp, apikey, simulator,
+manage."""
 
 from __future__ import annotations
 
@@ -78,6 +79,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         command += ["--access-logfile", "-"]
     os.execv(sys.executable, command)  # noqa: S606 - replaces this process with gunicorn on purpose
     return 0  # pragma: no cover
+
+
+def cmd_receiver(args: argparse.Namespace) -> int:
+    _setup_django()
+    from django.conf import settings
+
+    from siyu.wecom.receiver_app import run
+
+    workers = args.workers or int(os.environ.get("RECEIVER_WORKERS", "1"))
+    if workers < 1:
+        return _fail("--workers must be 1 or more")
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        workers = 1  # SQLite takes one writer at a time: more processes only wait on its lock
+    run(host=args.host, port=args.port, workers=workers)
+    return 0
 
 
 def worker_command() -> list[str]:
@@ -288,12 +304,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("serve", help="run the web console and API (gunicorn)")
+    p = sub.add_parser(
+        "serve", help="run the web console and API (gunicorn); it answers WeCom's callbacks too"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=0, help="processes (default $WEB_CONCURRENCY or 2)")
     p.add_argument("--access-log", action="store_true", help="print an access log line per request")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "receiver", help="run the asynchronous WeCom callback receiver (route /wecom/callback/ to it)"
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8001)
+    p.add_argument("--workers", type=int, default=0, help="processes (default $RECEIVER_WORKERS or 1)")
+    p.set_defaults(func=cmd_receiver)
 
     p = sub.add_parser("worker", help="run a background worker (database queue, or Redis with REDIS_URL)")
     p.set_defaults(func=cmd_worker)

@@ -45,11 +45,17 @@ from siyu.groups.models import GroupChat, GroupMember
 from siyu.tags.models import RelationTag, Tag, TagGroup
 
 STATE_FILE = "simulator-state.json"
+# How the demo's simulated staff confirm mass messages (seconds, seconds, share): soon enough to watch the
+# progress bars move, spread enough to see them move one by one, and some who need a reminder.
+DEMO_CONFIRM_DELAY = 15.0
+DEMO_CONFIRM_SPREAD = 60.0
+DEMO_CONFIRM_SHARE = 0.8
 STATE_FORMAT = "siyu-simulator-state"  # siyu.simulator.statefile.FORMAT, version 1
 # Customers read per query when exporting: a few thousand rows per round trip, memory flat at any size.
 EXPORT_BATCH = 1000
-# The demo seed's channels (siyu.corps.seed.STATES) named as the seed's 来源渠道 tags name them: one
-# 「联系我」 per channel, so the simulator's customers arrive over the same channels the history shows.
+# The demo seed's channels (siyu.corps.seed.STATES) named as the seed's 来源渠道 tags name them: a Siyu
+# channel (siyu.channels.demo) with its own 「联系我」 for each, so the simulator's customers arrive over
+# the same channels the history shows, rotated, capped and welcomed by Siyu.
 DEMO_CHANNELS = {
     "ch_store": "门店扫码",
     "ch_ad": "线上广告",
@@ -214,6 +220,16 @@ def _contact_ways(corp: Corp, channels: dict[str, str]) -> list[dict[str, Any]]:
     return ways
 
 
+def _all_contact_ways(corp: Corp, channels: dict[str, str]) -> list[dict[str, Any]]:
+    """Siyu's channels' contact ways, and one per named channel state that no Siyu channel has yet."""
+    from siyu.channels.demo import contact_ways_for_export
+    from siyu.channels.models import Channel
+
+    ways = contact_ways_for_export(corp)
+    taken = set(Channel.objects.for_corp(corp).values_list("state", flat=True))
+    return ways + _contact_ways(corp, {k: v for k, v in channels.items() if k not in taken})
+
+
 CUSTOMER_FIELDS = (
     "id", "external_userid", "name", "type", "gender", "unionid", "avatar", "corp_name", "corp_full_name",
 )  # fmt: skip
@@ -369,7 +385,7 @@ def export_corp(*, corp: Corp, path: Path, channels: dict[str, str] | None = Non
             _write_list(out, "departments", departments)
             report.staff = _write_list(out, "staff", staff)
             _write_list(out, "tag_groups", tag_groups)
-            _write_list(out, "contact_ways", _contact_ways(corp, channels or {}))
+            _write_list(out, "contact_ways", _all_contact_ways(corp, channels or {}))
             relations = 0
 
             def counted(items: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -573,6 +589,10 @@ def _ensure_demo_corp(args: argparse.Namespace) -> Corp:
         from siyu.segments.demo import seed_segments
 
         seed_segments(corp=corp)
+        from siyu.channels.demo import seed_channels
+
+        made = seed_channels(corp=corp, channels=DEMO_CHANNELS)
+        print(f"  {len(made)} channels with their history attributed", flush=True)
     else:
         print("· demo data already loaded (delete var/ to start over)", flush=True)
     # The simulator's public, fixed credentials: the demo corp talks to nothing but the local simulator.
@@ -652,6 +672,9 @@ def run_demo(args: argparse.Namespace, *, data_dir: Path) -> int:
         "--callback-url", f"{console_url}/wecom/callback/{corp.corpid}/",
         # Traffic starts once the console answers (below), so no early callback meets a closed port.
         "--traffic", "0", "--seed", str(secrets.randbelow(2**31)),
+        # Simulated staff confirm mass messages 15–75 s after they are sent; one in five only once reminded.
+        "--msg-confirm-delay", str(DEMO_CONFIRM_DELAY), "--msg-confirm-spread", str(DEMO_CONFIRM_SPREAD),
+        "--msg-confirm-share", str(DEMO_CONFIRM_SHARE),
     ]  # fmt: skip
     stop = Stop()
     children: list[Child] = []

@@ -61,8 +61,11 @@ INSTALLED_APPS = [
     "siyu.tags",
     "siyu.customers",
     "siyu.groups",
+    "siyu.offline",
     "siyu.wecom",
     "siyu.segments",
+    "siyu.channels",
+    "siyu.broadcasts",
     "siyu.console",
     "siyu.api",
 ]
@@ -172,6 +175,9 @@ SIYU = {
     # Bulk tagging commits every 500 customers: one batch is ~0.1 s on SQLite, short enough to keep the
     # console responsive and progress moving.
     "BULK_BATCH_SIZE": 500,
+    # The public address of the console (e.g. https://scrm.example.com), for links printed or shared outside
+    # it (a group code's QR); empty: the address the request came in on.
+    "PUBLIC_URL": env("SIYU_PUBLIC_URL", "").rstrip("/"),
     # Exports stream rows; above this many, use the API or a background export.
     "EXPORT_MAX_ROWS": int(env("SIYU_EXPORT_MAX_ROWS", "100000")),
     # WeCom API quota per corp and API: 10,000/min and 150,000/hour (wecom-api.md §6; older docs said 2,000
@@ -206,9 +212,10 @@ SIYU = {
     # A callback whose row is not committed within this many seconds is answered 503, while WeCom, which
     # waits 5 s for an answer (wecom-api.md §2.5), still listens; it then delivers again.
     "WECOM_CALLBACK_STORE_SECONDS": 4.0,
-    # The inbox worker claims this many rows at a time: one claim is two queries, so 100 makes the claim cost
-    # negligible next to the handlers' own work.
-    "INBOX_BATCH_SIZE": 100,
+    # The inbox worker claims this many rows at a time. One claim is two queries, a handler's work tens of
+    # milliseconds to a few hundred: 10 keeps the claims' cost small, while a larger claim would hold its last
+    # rows behind the first ones as other workers idle — and a new customer's welcome code lasts only 20 s.
+    "INBOX_BATCH_SIZE": 10,
     # A claimed row is the worker's for this long; a worker that died frees its rows after it. Handlers take
     # milliseconds to seconds (they may wait up to 30 s for WeCom quota), so 5 minutes never cuts one short.
     "INBOX_LEASE_SECONDS": 300,

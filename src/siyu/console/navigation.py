@@ -34,8 +34,17 @@ ENTRIES = [
     NavEntry(_("Customers"), "customers:list", section="customers:"),
     NavEntry(_("Tags"), "tags:list", section="tags:"),
     NavEntry(_("Segments"), "segments:list", section="segments:"),
+    NavEntry(_("Offline members"), "offline:member_list", section="offline:"),
+    NavEntry(_("Channels"), "channels:list", section="channels:"),
+    NavEntry(
+        _("Welcome message"), "channels:default_welcome", section="channels:default", needs_configure=True
+    ),
+    NavEntry(_("Tagging rules"), "tagging:rules", section="tagging:", needs_configure=True),
+    NavEntry(_("Mass messages"), "broadcasts:list", section="broadcasts:"),
     NavEntry(_("Staff"), "corps:staff_list", section="corps:staff_"),
     NavEntry(_("Departments"), "corps:department_list", section="corps:department_"),
+    NavEntry(_("Group codes"), "groups:code_list", section="groups:code", needs_configure=True),
+    NavEntry(_("Group welcome"), "groups:welcome_list", section="groups:welcome", needs_configure=True),
     NavEntry(_("Callback inbox"), "wecom:inbox", section="wecom:inbox", needs_configure=True),
     NavEntry(_("WeCom sync"), "wecom:sync_list", section="wecom:sync", needs_configure=True),
     NavEntry(_("WeCom outbox"), "wecom:outbox", section="wecom:outbox", needs_configure=True),

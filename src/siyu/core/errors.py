@@ -25,6 +25,11 @@ class ErrorCode(StrEnum):
     AMBIGUOUS_TAG = "ambiguous_tag"
     UNKNOWN_DEPARTMENT = "unknown_department"
     SEGMENT_REFERENCES_DELETED_TAG = "segment_references_deleted_tag"
+    # Mass messages: refused before anything is sent.
+    EMPTY_AUDIENCE = "empty_audience"
+    TEXT_TOO_LONG = "text_too_long"
+    BAD_ATTACHMENT = "bad_attachment"
+    REMINDER_LIMIT = "reminder_limit"
 
 
 class DomainError(Exception):

@@ -546,7 +546,7 @@ class _Generator:
                 if rand() < 0.4
                 else "{}"
             )
-            search_parts = [name, external_userid]
+            search_parts = [name]
             on_customer: dict[int, None] = {}
             added_at = last_added = first_add
             for staff_id, userid in followers:
@@ -614,7 +614,7 @@ class _Generator:
                 added_at = min(end - 3600, added_at + 3600 * (1 + below(24 * 20 - 1)))
             customer_tags.extend((corp_id, customer_id, tag_id) for tag_id in on_customer)
             self._purchases(events, i, customer_id, followers[0][0], first_add, end, ts, as_json)
-            # As customers.services.build_search_text: name, external_userid, remarks, remark mobiles.
+            # As customers.services.build_search_text: name, remarks, remark mobiles.
             search_text = " ".join(p for p in search_parts if p).lower()
             first_text = ts(first_add)
             customers.append((

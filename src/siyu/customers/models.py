@@ -7,11 +7,13 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from siyu.core.clock import now
-from siyu.core.tenancy import CorpManager, CorpOwned
+from siyu.core.tenancy import CorpManager, CorpOwned, corp_key
 
 
 class Customer(CorpOwned):
     """An external contact (外部联系人) of the corp, one per ``external_userid``."""
+
+    corp = corp_key(db_index=False)  # customer_unique_external_userid and customer_corp_added lead with it
 
     class Gender(models.IntegerChoices):  # WeCom: 0 unknown, 1 male, 2 female
         UNKNOWN = 0, _("Unknown")
@@ -85,8 +87,12 @@ class FollowRelation(CorpOwned):
         DELETED_BY_STAFF = "deleted_by_staff", _("Deleted by staff")
         DELETED_BY_CUSTOMER = "deleted_by_customer", _("Deleted by customer")
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="relations")
-    staff = models.ForeignKey("corps.Staff", on_delete=models.CASCADE, related_name="relations")
+    # Lookups by corp, customer and staff are served by the composite indexes below, each led by that column.
+    corp = corp_key(db_index=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="relations", db_index=False)
+    staff = models.ForeignKey(
+        "corps.Staff", on_delete=models.CASCADE, related_name="relations", db_index=False
+    )
     remark = models.CharField(max_length=64, blank=True, default="")
     description = models.CharField(max_length=256, blank=True, default="")
     remark_corp_name = models.CharField(max_length=64, blank=True, default="")
@@ -109,6 +115,8 @@ class FollowRelation(CorpOwned):
         indexes = [
             models.Index(fields=["staff", "status", "customer"], name="relation_staff_status"),
             models.Index(fields=["corp", "state"], name="relation_corp_state"),
+            # A customer's relations; the list's "followed by staff X" test from the index alone.
+            models.Index(fields=["customer", "staff", "status"], name="relation_customer_staff"),
         ]
 
     def __str__(self) -> str:
@@ -156,6 +164,10 @@ class Event(CorpOwned):
         # Membership of dynamic segments (siyu.segments)
         SEGMENT_ENTERED = "segment_entered", _("Entered a segment")
         SEGMENT_EXITED = "segment_exited", _("Left a segment")
+        OFFLINE_MERGED = "offline_merged", _("Matched an offline member")
+        WELCOMED = "welcomed", _("Welcome message sent")
+        WELCOME_NOT_SENT = "welcome_not_sent", _("Welcome message not sent")
+        BROADCAST_RECEIVED = "broadcast_received", _("Received a mass message")
 
     class Source(models.TextChoices):
         CONSOLE = "console", _("Console")
@@ -165,8 +177,9 @@ class Event(CorpOwned):
         SEED = "seed", _("Demo data")
         SYSTEM = "system", _("System")
 
-    customer = models.ForeignKey(
-        Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    corp = corp_key(db_index=False)  # event_unique_dedupe_key and event_corp_kind_time lead with it
+    customer = models.ForeignKey(  # event_customer_timeline leads with it
+        Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="events", db_index=False
     )
     staff = models.ForeignKey(
         "corps.Staff", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -111,7 +111,8 @@ def filter_customers(actor: Actor, flt: CustomerFilter) -> QuerySet[Customer]:
     qs = scope_customers(actor, Customer.objects.for_corp(actor.corp))
     if flt.q:
         needle = flt.q.strip().lower()
-        qs = qs.filter(search_text__contains=needle)
+        # An external_userid is matched whole (``build_search_text`` says why), by the unique index.
+        qs = qs.filter(Q(search_text__contains=needle) | Q(external_userid=flt.q.strip()))
     for tag_id in dict.fromkeys(flt.tags_all):
         qs = qs.filter(Exists(CustomerTag.objects.filter(customer_id=OuterRef("pk"), tag_id=tag_id)))
     if flt.tags_any:

@@ -16,13 +16,13 @@ from typing import Any
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from siyu.core.bulk import insert_rows
+from siyu.core.bulk import in_list, insert_rows, select_rows
 from siyu.core.clock import now
 from siyu.core.errors import Invalid
 from siyu.corps.models import Corp, Staff
 from siyu.customers.events import record_event
 from siyu.customers.models import Customer, Event
-from siyu.groups.models import GroupChat, GroupMember
+from siyu.groups.models import GroupChat, GroupCodeEntry, GroupCodeJoin, GroupMember
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,10 @@ EVENT_COLUMNS = (
 )  # fmt: skip
 
 
+# The ids of a group's external members who are customers of the corp; the caller appends the condition.
+CUSTOMER_IDS_SQL = "SELECT external_userid, id FROM customers_customer WHERE corp_id = %s AND "
+
+
 @transaction.atomic
 def apply_group_chat(
     *,
@@ -158,19 +162,36 @@ def apply_group_chat(
         group.status = GroupChat.Status.ACTIVE
         group.dismissed_at = None
         changed += ["status", "dismissed_at"]
+    group.member_count = len(info.members)
+    group.customer_count = sum(1 for m in info.members if m.type == GroupMember.Type.EXTERNAL)
     group.updated_at = now()
     group.save()
 
-    current = {m.userid: m for m in GroupMember.objects.for_corp(corp).filter(group=group, left_at=None)}
+    # The current stays as plain values (a sync reads every member of every group): (id, customer, staff,
+    # nickname, name) by userid.
+    current: dict[str, tuple[int, int | None, int | None, str, str]] = {
+        userid: (pk, customer_id, staff_id, nickname, name)
+        for userid, pk, customer_id, staff_id, nickname, name in GroupMember.objects.for_corp(corp)
+        .filter(group=group, left_at=None)
+        .values_list("userid", "pk", "customer_id", "staff_id", "group_nickname", "name")
+    }
     listed = {m.userid: m for m in info.members}
     external_ids = [m.userid for m in info.members if m.type == GroupMember.Type.EXTERNAL]
     staff_ids = [m.userid for m in info.members if m.type == GroupMember.Type.STAFF]
-    customers = dict(
-        Customer.objects.for_corp(corp)
-        .filter(external_userid__in=external_ids)
-        .values_list("external_userid", "pk")
+    customers: dict[str, int] = {}
+    if external_ids:
+        wanted, params = in_list("external_userid", external_ids)
+        customers = dict(
+            select_rows(
+                CUSTOMER_IDS_SQL + wanted,
+                [corp.pk, *params],
+            )
+        )
+    staff = (
+        dict(Staff.objects.for_corp(corp).filter(userid__in=staff_ids).values_list("userid", "pk"))
+        if staff_ids
+        else {}
     )
-    staff = dict(Staff.objects.for_corp(corp).filter(userid__in=staff_ids).values_list("userid", "pk"))
 
     joined: list[str] = []
     new_stays: list[tuple[Any, ...]] = []
@@ -180,17 +201,22 @@ def apply_group_chat(
         customer_id = customers.get(userid) if member_info.type == GroupMember.Type.EXTERNAL else None
         staff_id = staff.get(userid) if member_info.type == GroupMember.Type.STAFF else None
         if stay is not None:
+            stay_id, stay_customer_id, stay_staff_id, stay_nickname, stay_name = stay
             refreshed = {
                 "group_nickname": member_info.group_nickname[:64],
-                "name": member_info.name[:64] or stay.name,
-                "customer_id": customer_id or stay.customer_id,
-                "staff_id": staff_id or stay.staff_id,
+                "name": member_info.name[:64] or stay_name,
+                "customer_id": customer_id or stay_customer_id,
+                "staff_id": staff_id or stay_staff_id,
             }
-            dirty = [k for k, v in refreshed.items() if getattr(stay, k) != v]
+            was = {
+                "group_nickname": stay_nickname,
+                "name": stay_name,
+                "customer_id": stay_customer_id,
+                "staff_id": stay_staff_id,
+            }
+            dirty = {k: v for k, v in refreshed.items() if was[k] != v}
             if dirty:
-                for k in dirty:
-                    setattr(stay, k, refreshed[k])
-                stay.save(update_fields=dirty)
+                GroupMember.objects.filter(pk=stay_id).update(**dirty)
             continue
         new_stays.append(
             (
@@ -214,6 +240,7 @@ def apply_group_chat(
     stay_ids = dict(
         insert_rows(GroupMember, STAY_COLUMNS, new_stays, returning=("userid", "id")) if new_stays else []
     )
+    by_code = _code_joins(group, new_stays, stay_ids) if new_stays else {}
     insert_rows(
         Event,
         EVENT_COLUMNS,
@@ -231,6 +258,7 @@ def apply_group_chat(
                     "group_id": group.pk,
                     "stay_id": stay_ids[userid],
                     "join_scene": join_scene,
+                    **by_code.get(userid, {}),
                     **extra,
                 },
                 f"{Event.Kind.GROUP_JOINED}:stay:{stay_ids[userid]}",
@@ -243,25 +271,45 @@ def apply_group_chat(
     )
 
     left: list[str] = []
-    for userid, stay in current.items():
-        if userid in listed:
-            continue
-        stay.left_at = at
-        stay.quit_scene = quit_scene
-        stay.save(update_fields=["left_at", "quit_scene"])
-        left.append(userid)
-        _record_stay_event(stay, group, kind=Event.Kind.GROUP_LEFT, at=at, source=source, extra=extra)
-
-    counts = {
-        "member_count": len(listed),
-        "customer_count": sum(1 for m in info.members if m.type == GroupMember.Type.EXTERNAL),
-    }
-    dirty_counts = [k for k, v in counts.items() if getattr(group, k) != v]
-    if dirty_counts:
-        for k in dirty_counts:
-            setattr(group, k, counts[k])
-        group.save(update_fields=dirty_counts)
+    gone = [values[0] for userid, values in current.items() if userid not in listed]
+    for stay_row in GroupMember.objects.for_corp(corp).filter(pk__in=gone).order_by("pk") if gone else ():
+        stay_row.left_at = at
+        stay_row.quit_scene = quit_scene
+        stay_row.save(update_fields=["left_at", "quit_scene"])
+        left.append(stay_row.userid)
+        _record_stay_event(stay_row, group, kind=Event.Kind.GROUP_LEFT, at=at, source=source, extra=extra)
     return GroupChatChange(group=group, created=created, changed=changed, joined=joined, left=left)
+
+
+def _code_joins(
+    group: GroupChat, new_stays: Sequence[tuple[Any, ...]], stay_ids: Mapping[str, int]
+) -> dict[str, dict[str, Any]]:
+    """Attribute the new stays that began with a scan of the group's QR to the group code whose pool holds
+    the group (joins from before the group was added are not the code's). Returns the timeline payload
+    additions by userid."""
+    entry = GroupCodeEntry.objects.for_corp(group.corp_id).filter(group=group).select_related("code").first()
+    if entry is None:
+        return {}
+    scanned = [
+        (row[2], row[11])
+        for row in new_stays
+        if row[10] == GroupMember.JoinScene.QR_CODE and row[11] >= entry.created_at and row[2] in stay_ids
+    ]
+    GroupCodeJoin.objects.bulk_create(
+        [
+            GroupCodeJoin(
+                corp_id=group.corp_id,
+                code_id=entry.code_id,
+                entry=entry,
+                stay_id=stay_ids[userid],
+                joined_at=joined_at,
+            )
+            for userid, joined_at in scanned
+        ],
+        ignore_conflicts=True,
+    )
+    payload = {"group_code_id": entry.code_id, "group_code": entry.code.name}
+    return {userid: payload for userid, _joined_at in scanned}
 
 
 @transaction.atomic

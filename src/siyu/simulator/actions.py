@@ -199,7 +199,10 @@ class Actions:
         candidates = [u for u in users if customer is None or u not in customer.follows]
         if not candidates:
             raise ActionError("the customer is already a contact of every member of this contact way")
-        member = self.state.staff[self.state.rng.choice(candidates)]
+        # WeCom hands a multi-member way's scans to its members in turn ("排队", as a vendor's help page on
+        # 「联系我」 多人 says; not in the API reference): the way keeps its place across list changes.
+        member = self.state.staff[candidates[way.turn % len(candidates)]]
+        way.turn += 1
         if customer is None:
             customer = self._new_customer()
         return self._add(member, customer, add_way=1, state=way.state, half=half)

@@ -7,6 +7,7 @@ GET  /_sim/callbacks[?status=&label=&limit=]     delivery log (plaintext XML inc
 POST /_sim/callbacks/wait {"timeout": s}         wait until every callback is delivered or given up
 POST /_sim/callbacks/verify                      WeCom's GET URL check against the callback URL
 POST /_sim/actions/<name> {kwargs}               a client/console action, e.g. scan_contact_way
+GET  /_sim/scan/<config_id>                      a customer scans the contact way (its QR code's target)
 POST /_sim/clock {"advance": s} | {"freeze": true|false}
 GET|POST|DELETE /_sim/faults                     list / add one / clear
 POST|DELETE /_sim/limits {"api", "per_minute", "per_hour"}   per-API budgets / unblock and reset
@@ -65,6 +66,9 @@ def _dispatch(
         if name not in ADMIN_ACTIONS:
             raise LookupError(name)
         return getattr(sim.actions, name)(**data)
+    if head == "scan" and rest:
+        # The target of a contact way's QR code: a customer scans it (GET, as a phone opens a link).
+        return sim.actions.scan_contact_way(config_id=rest[0])
     if head == "tick" and method == "POST":
         return sim.tick()
     if head == "clock":

@@ -44,6 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--welcome-code-ttl", type=int, default=_D.welcome_code_ttl, help="seconds")
     parser.add_argument("--token-ttl", type=int, default=_D.token_ttl, help="access_token lifetime, seconds")
     parser.add_argument("--msg-confirm-delay", type=float, default=_D.msg_confirm_delay, help="seconds")
+    parser.add_argument(
+        "--msg-confirm-spread",
+        type=float,
+        default=_D.msg_confirm_spread,
+        help="seconds of spread among staff",
+    )
+    parser.add_argument(
+        "--msg-confirm-share",
+        type=float,
+        default=_D.msg_confirm_share,
+        help="share of staff who confirm a mass send unreminded (0..1)",
+    )
     parser.add_argument("--transfer-delay", type=float, default=_D.transfer_delay, help="seconds")
     parser.add_argument("--callback-timeout", type=float, default=_D.callback_timeout, help="seconds")
     parser.add_argument("--callback-retries", type=int, default=_D.callback_retries, help="redeliveries")
@@ -90,6 +102,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         welcome_code_ttl=args.welcome_code_ttl,
         token_ttl=args.token_ttl,
         msg_confirm_delay=args.msg_confirm_delay,
+        msg_confirm_spread=args.msg_confirm_spread,
+        msg_confirm_share=args.msg_confirm_share,
         transfer_delay=args.transfer_delay,
         callback_timeout=args.callback_timeout,
         callback_retries=args.callback_retries,

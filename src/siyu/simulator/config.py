@@ -52,6 +52,11 @@ class SimulatorConfig:
     token_ttl: int = 7200  # §1 expires_in
     welcome_code_ttl: int = 20  # §4.4 "20秒内"
     msg_confirm_delay: float = 10.0  # seconds before the simulated staff confirms a mass send or moment
+    # Staff do not all confirm at once: each confirms a uniformly random 0..spread seconds after the delay.
+    msg_confirm_spread: float = 0.0
+    # Share of staff who confirm a mass send by themselves; the others wait until they are reminded
+    # (remind_groupmsg_send), then confirm after the delay.
+    msg_confirm_share: float = 1.0
     msg_dispatch_delay: float = 0.0  # §4.5 41063 while a new mass send is "being dispatched"; 0 = never
     moment_job_delay: float = 1.0  # add_moment_task is asynchronous (§4.6 status 1→3)
     transfer_delay: float = 24 * 3600  # §4.8 "待24小时后自动接替"

@@ -50,6 +50,8 @@ MESSAGES: dict[int, str] = {
     41049: "missing welcome code",
     41050: "invalid welcome code",
     41051: "externaluser has started chatting",
+    41055: "group welcome template count exceed limit",
+    41058: "no permission to edit this group welcome template",
     41059: "missing moment_id",
     41060: "invalid moment_id",
     41061: "moment is not published by this user",

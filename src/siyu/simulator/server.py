@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
+from siyu.simulator import qrimage
 from siyu.simulator.admin import handle_admin
 from siyu.simulator.app import Answer
 
@@ -100,6 +101,13 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif path == "/_sim" or path.startswith("/_sim/"):
             answer = handle_admin(sim, method, path, query, body)
+        elif path.startswith(qrimage.PREFIX) and method == "GET":
+            image = qrimage.image_for(sim, path)
+            answer = (
+                Answer(raw=image, content_type="image/png")
+                if image is not None
+                else Answer(status=404, raw=b"", content_type="text/plain")
+            )
         else:
             answer = Answer(status=404, raw=b"", content_type="text/plain")
         self._send(answer)

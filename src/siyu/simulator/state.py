@@ -192,6 +192,7 @@ class ContactWay:
     chat_expires_in: int = 0
     unionid: str = ""
     conclusions: dict[str, Any] | None = None
+    turn: int = 0  # a multi-member way hands scans to its members in turn (排队); the next one's index
 
 
 @dataclass(slots=True)
@@ -204,6 +205,18 @@ class WelcomeCode:
     issued_at: float
     used: bool = False
     message: dict[str, Any] | None = None  # what was sent, for tests (kept in memory only)
+
+
+@dataclass(slots=True)
+class GroupWelcomeTemplate:
+    """A group welcome template (入群欢迎语素材); ``owned``: made through the API by this corp's app, so
+    the app may edit and delete it (one made in the admin console may not be: 41058)."""
+
+    template_id: str
+    create_time: int
+    content: dict[str, Any]  # text and the one kept attachment, as get answers them
+    notify: bool = True
+    owned: bool = True
 
 
 @dataclass(slots=True)
@@ -298,6 +311,7 @@ class CorpState:
         self.contact_ways: dict[str, ContactWay] = {}
         self.welcome_codes: dict[str, WelcomeCode] = {}
         self.msg_templates: dict[str, MsgTemplate] = {}
+        self.group_welcome_templates: dict[str, GroupWelcomeTemplate] = {}
         self.transfers: list[Transfer] = []
         self.moments: dict[str, Moment] = {}
         self.moments_by_job: dict[str, str] = {}
@@ -438,6 +452,7 @@ class CorpState:
             "groups": sum(1 for g in self.groups.values() if not g.dismissed),
             "contact_ways": len(self.contact_ways),
             "msg_templates": len(self.msg_templates),
+            "group_welcome_templates": len(self.group_welcome_templates),
             "transfers": len(self.transfers),
             "moments": len(self.moments),
         }

@@ -1,12 +1,15 @@
 """Corp tags (企业标签) in groups, and tags on customer–staff relations.
 
 WeCom tags belong to a customer–staff pair (``RelationTag``); ``CustomerTag`` is the derived per-customer view
-(a tag is on a customer when it is on any of the customer's relations), kept by ``tags.services``.
+(a tag is on a customer when it is on any of the customer's relations), kept by ``tags.services``. Tagging
+rules (``TaggingRule``) and the record of which rule fired for what (``RuleApplication``) serve
+``tags.rules``.
 """
 
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from siyu.core.clock import now
 from siyu.core.tenancy import CorpManager, CorpOwned
@@ -70,11 +73,14 @@ class Tag(CorpOwned):
 class RelationTag(CorpOwned):
     """A tag on one customer–staff relation, as WeCom keeps it."""
 
+    # Lookups by relation and by customer are served by the two indexes below, each led by that column.
     relation = models.ForeignKey(
-        "customers.FollowRelation", on_delete=models.CASCADE, related_name="relation_tags"
+        "customers.FollowRelation", on_delete=models.CASCADE, related_name="relation_tags", db_index=False
     )
     tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+")
-    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(
+        "customers.Customer", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     created_at = models.DateTimeField(default=now)
 
     objects = CorpManager["RelationTag"]()
@@ -87,8 +93,11 @@ class RelationTag(CorpOwned):
 class CustomerTag(CorpOwned):
     """Derived: a tag is on a customer when any of their relations carries it."""
 
-    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="customer_tags")
-    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="customer_tags")
+    # Both served by the two indexes below (customer_tag_unique, customer_tag_tag_customer).
+    customer = models.ForeignKey(
+        "customers.Customer", on_delete=models.CASCADE, related_name="customer_tags", db_index=False
+    )
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="customer_tags", db_index=False)
 
     objects = CorpManager["CustomerTag"]()
 
@@ -96,3 +105,63 @@ class CustomerTag(CorpOwned):
         constraints = [models.UniqueConstraint(fields=["customer", "tag"], name="customer_tag_unique")]
         # (tag, customer) serves "customers with tag X" and tag counts; the unique index serves the reverse.
         indexes = [models.Index(fields=["tag", "customer"], name="customer_tag_tag_customer")]
+
+
+class TaggingRule(CorpOwned):
+    """An automatic tagging rule an operator set up: when its trigger happens and its conditions hold, the
+    customer's relation gets its tags (``tags.rules``). ``config`` holds the kind's conditions."""
+
+    class Kind(models.TextChoices):
+        TIME_OF_ADD = "time_of_add", _("Time of add")
+        GROUP_JOIN = "group_join", _("Joined a customer group")
+
+    name = models.CharField(max_length=60)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    enabled = models.BooleanField(default=True)
+    config = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=now)
+    updated_at = models.DateTimeField(default=now)
+
+    objects = CorpManager["TaggingRule"]()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["corp", "kind", "enabled"], name="tagging_rule_corp_kind")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TaggingRuleTag(CorpOwned):
+    """A tag a rule applies."""
+
+    rule = models.ForeignKey(TaggingRule, on_delete=models.CASCADE, related_name="rule_tags")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+")
+
+    objects = CorpManager["TaggingRuleTag"]()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rule", "tag"], name="tagging_rule_tag_unique")]
+
+
+class RuleApplication(CorpOwned):
+    """That a rule (``rule_key``: ``rule:<id>``, ``channel:<id>``…) fired for a subject (``subject_key``: the
+    add, the group stay…): a rule fires once per subject, so a redelivered callback or a later sync never
+    tags again, not even a tag someone removed since."""
+
+    rule_key = models.CharField(max_length=60)
+    subject_key = models.CharField(max_length=80)
+    relation = models.ForeignKey(
+        "customers.FollowRelation", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    tags_added = models.IntegerField(default=0)
+    applied_at = models.DateTimeField(default=now)
+
+    objects = CorpManager["RuleApplication"]()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["corp", "rule_key", "subject_key"], name="rule_application_unique"
+            )
+        ]

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils.translation import gettext as _
 
-from siyu.core.bulk import insert_rows
+from siyu.core.bulk import in_list, insert_rows, select_rows
 from siyu.core.clock import now
 from siyu.core.errors import ErrorCode, Invalid, NotFound
 from siyu.corps.access import Actor
@@ -463,6 +463,10 @@ EVENT_COLUMNS = (
 )  # fmt: skip
 
 
+# The (customer id, tag id) pairs of some customers' tags; the caller appends the condition on customer_id.
+CUSTOMER_TAGS_SQL = "SELECT customer_id, tag_id FROM tags_customertag WHERE corp_id = %s AND "
+
+
 def add_relation_tags(
     *,
     pairs: Sequence[tuple[RelationRef, Tag]],
@@ -492,10 +496,15 @@ def add_relation_tags(
         if not added:
             return 0
         to_add = [wanted[(relation_id, tag_id)] for relation_id, tag_id in sorted(added)]
+        customer_tags = dict.fromkeys((r.customer_id, t.pk) for r, t in to_add)
+        # Another relation of the customer may carry the tag already, so its customer tag is there: read
+        # first, so that the bulk insert meets no conflict (which would send it down the slower path).
+        of_customers, params = in_list("customer_id", {customer_id for customer_id, _tag in customer_tags})
+        present = set(select_rows(CUSTOMER_TAGS_SQL + of_customers, [corp_id, *params]))
         insert_rows(
             CustomerTag,
             CUSTOMER_TAG_COLUMNS,
-            dict.fromkeys((corp_id, r.customer_id, t.pk) for r, t in to_add),
+            [(corp_id, *pair) for pair in customer_tags if pair not in present],
         )
         prefixes = dedupe_prefixes or {}
         extra = dict(payload_extra or {})

@@ -28,6 +28,7 @@ from siyu.wecom import schemas as s
 
 if TYPE_CHECKING:
     from siyu.corps.models import Corp
+    from siyu.wecom.gateway import Upload
     from siyu.wecom.limits import Priority
 
 P = TypeVar("P", bound=s.Page)
@@ -44,6 +45,7 @@ class Transport(Protocol):
         params: dict[str, Any] | None = None,
         body: dict[str, Any] | None = None,
         idempotent: bool = True,
+        upload: Upload | None = None,
     ) -> dict[str, Any]: ...
 
 
@@ -76,6 +78,14 @@ WRITE_APIS: dict[str, WriteApi] = _writes(
     WriteApi(
         "externalcontact/add_msg_template", s.MsgTemplateRequest, s.MsgTemplateCreated, idempotent=False
     ),
+    WriteApi(
+        "externalcontact/group_welcome_template/add",
+        s.GroupWelcomeTemplateRequest,
+        s.GroupWelcomeTemplateCreated,
+        idempotent=False,
+    ),
+    WriteApi("externalcontact/group_welcome_template/edit", s.EditGroupWelcomeTemplateRequest, s.Ack),
+    WriteApi("externalcontact/group_welcome_template/del", s.GroupWelcomeTemplateIdRequest, s.Ack),
     WriteApi("externalcontact/remind_groupmsg_send", s.MsgIdRequest, s.Ack),
     WriteApi("externalcontact/cancel_groupmsg_send", s.MsgIdRequest, s.Ack),
     WriteApi("externalcontact/add_moment_task", s.MomentTaskRequest, s.JobCreated, idempotent=False),
@@ -312,6 +322,29 @@ class WeComClient:
         """``externalcontact/send_welcome_msg`` (write: use the outbox at ``Priority.WELCOME``)."""
         return s.Ack.model_validate(self._post("externalcontact/send_welcome_msg", request.body()))
 
+    # -- group welcome templates (入群欢迎语素材) --
+
+    def add_group_welcome_template(
+        self, request: s.GroupWelcomeTemplateRequest
+    ) -> s.GroupWelcomeTemplateCreated:
+        """``externalcontact/group_welcome_template/add`` (write: use the outbox; not safe to repeat)."""
+        data = self._post("externalcontact/group_welcome_template/add", request.body())
+        return s.GroupWelcomeTemplateCreated.model_validate(data)
+
+    def edit_group_welcome_template(self, request: s.EditGroupWelcomeTemplateRequest) -> s.Ack:
+        """``externalcontact/group_welcome_template/edit`` (write: use the outbox)."""
+        return s.Ack.model_validate(self._post("externalcontact/group_welcome_template/edit", request.body()))
+
+    def get_group_welcome_template(self, template_id: str) -> s.GroupWelcomeTemplate:
+        """``externalcontact/group_welcome_template/get``: a template's text and attachment."""
+        data = self._post("externalcontact/group_welcome_template/get", {"template_id": template_id})
+        return s.GroupWelcomeTemplate.model_validate(data)
+
+    def del_group_welcome_template(self, template_id: str) -> s.Ack:
+        """``externalcontact/group_welcome_template/del`` (write: use the outbox)."""
+        body = s.GroupWelcomeTemplateIdRequest(template_id=template_id).body()
+        return s.Ack.model_validate(self._post("externalcontact/group_welcome_template/del", body))
+
     # -- mass messages --
 
     def add_msg_template(self, request: s.MsgTemplateRequest) -> s.MsgTemplateCreated:
@@ -399,6 +432,21 @@ class WeComClient:
         """``externalcontact/cancel_groupmsg_send`` (write: use the outbox)."""
         body = s.MsgIdRequest(msgid=msgid).body()
         return s.Ack.model_validate(self._post("externalcontact/cancel_groupmsg_send", body))
+
+    # -- media --
+
+    def upload_media(self, media_type: str, upload: Upload) -> s.MediaUploaded:
+        """``media/upload``: a temporary media (valid 3 days) for messages: image, voice, video or file."""
+        data = self.transport.call("media/upload", method="POST", params={"type": media_type}, upload=upload)
+        return s.MediaUploaded.model_validate(data)
+
+    def upload_attachment(
+        self, media_type: str, upload: Upload, *, attachment_type: int = 1
+    ) -> s.MediaUploaded:
+        """``media/upload_attachment``: media for moments (``attachment_type`` 1) or product albums (2)."""
+        params = {"media_type": media_type, "attachment_type": attachment_type}
+        data = self.transport.call("media/upload_attachment", method="POST", params=params, upload=upload)
+        return s.MediaUploaded.model_validate(data)
 
     # -- moments --
 

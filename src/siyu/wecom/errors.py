@@ -152,6 +152,18 @@ class WelcomeCodeRejected(InvalidRequest):
     codes = (41050, 41051)
 
 
+class GroupWelcomeTemplateLimit(InvalidRequest):
+    """41055: the corp's library holds its 100 group welcome templates already."""
+
+    codes = (41055,)
+
+
+class GroupWelcomeTemplateForbidden(InvalidRequest):
+    """41058: the template is not this app's to edit or delete (made in the admin console or another app)."""
+
+    codes = (41058,)
+
+
 class NoExternalContactRelation(InvalidRequest):
     """84061: the member and the customer have no relation."""
 

@@ -11,6 +11,9 @@ For each call: wait for a limiter slot at the caller's priority (``limits.py``),
 - 45009: opens the API's penalty window for every process; the call is tried once more if the window closes
   within the caller's ``max_wait``, otherwise ``ApiFrequencyLimited`` carries ``retry_at``.
 
+A gateway with a ``deadline`` (a welcome message's code lasts 20 s) never waits for an answer, or retries,
+beyond it: each request's timeout is cut to the time left, and no retry starts after it.
+
 Nothing here logs a token, a secret or a request body: URLs carry the token, so only API paths and errcodes
 are logged (httpx's own request log is silenced in settings).
 """
@@ -22,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -108,6 +112,15 @@ def fetch_token(corpid: str, secret: str) -> tuple[str, int]:
     return str(data["access_token"]), int(data.get("expires_in") or 7200)
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file sent to a media API (``media/upload``, ``media/upload_attachment``)."""
+
+    filename: str
+    content: bytes
+    content_type: str = "application/octet-stream"
+
+
 class Gateway:
     """Sends one corp's API calls at one priority (the client's transport)."""
 
@@ -119,6 +132,7 @@ class Gateway:
         max_wait: float | None = None,
         limiter: Limiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        deadline: float | None = None,
     ) -> None:
         self.corp_id: int = corp.pk
         self.corpid: str = corp.corpid
@@ -128,6 +142,10 @@ class Gateway:
         self.max_wait = DEFAULT_MAX_WAIT[priority] if max_wait is None else max_wait
         self.limiter = limiter or Limiter(sleep=sleep)
         self.sleep = sleep
+        self.deadline = deadline  # time.monotonic() after which nothing more is tried
+
+    def _time_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
 
     @property
     def secret(self) -> str:
@@ -143,10 +161,16 @@ class Gateway:
         params: dict[str, Any] | None = None,
         body: dict[str, Any] | None = None,
         idempotent: bool = True,
+        upload: Upload | None = None,
     ) -> dict[str, Any]:
-        """Send one call and return WeCom's answer (errcode 0), or raise a ``WeComError``/``RateLimited``."""
+        """Send one call and return WeCom's answer (errcode 0), or raise a ``WeComError``/``RateLimited``.
+
+        ``upload`` sends a file as the multipart form field ``media`` instead of a JSON body (media APIs)."""
 
         def retryable(exc: BaseException) -> bool:
+            left = self._time_left()
+            if left is not None and left <= 0:
+                return False
             if isinstance(exc, errors.WeComUnavailable):
                 return idempotent or not exc.sent
             return isinstance(
@@ -168,7 +192,7 @@ class Gateway:
             sleep=self.sleep,
             reraise=True,
         )
-        return throttled(lambda: busy(self._attempt, api, method, params, body))
+        return throttled(lambda: busy(self._attempt, api, method, params, body, upload))
 
     def _token(self, stale: str | None = None) -> str:
         return tokens.access_token(
@@ -180,27 +204,56 @@ class Gateway:
         )
 
     def _send(
-        self, api: str, method: str, params: dict[str, Any] | None, body: dict[str, Any] | None, token: str
+        self,
+        api: str,
+        method: str,
+        params: dict[str, Any] | None,
+        body: dict[str, Any] | None,
+        token: str,
+        upload: Upload | None = None,
     ) -> dict[str, Any]:
         query = {**(params or {}), "access_token": token}
         url = api_url(api)
+        left = self._time_left()
+        if left is not None:
+            if left <= 0:
+                raise errors.WeComUnavailable(api, "no time left before the deadline", sent=False)
+            # httpx's default timeout unless the deadline is nearer.
+            timeout: Any = httpx.Timeout(min(left, float(siyu_setting("WECOM_HTTP_TIMEOUT"))))
+        else:
+            timeout = httpx.USE_CLIENT_DEFAULT
         if method == "GET":
-            return _read(api, lambda: http_client().get(url, params=query))
+            return _read(api, lambda: http_client().get(url, params=query, timeout=timeout))
+        if upload is not None:
+            files = {"media": (upload.filename, upload.content, upload.content_type)}
+            return _read(api, lambda: http_client().post(url, params=query, files=files, timeout=timeout))
         content = json.dumps(body or {}, ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json; charset=utf-8"}
-        return _read(api, lambda: http_client().post(url, params=query, content=content, headers=headers))
+        return _read(
+            api,
+            lambda: http_client().post(url, params=query, content=content, headers=headers, timeout=timeout),
+        )
 
     def _attempt(
-        self, api: str, method: str, params: dict[str, Any] | None, body: dict[str, Any] | None
+        self,
+        api: str,
+        method: str,
+        params: dict[str, Any] | None,
+        body: dict[str, Any] | None,
+        upload: Upload | None = None,
     ) -> dict[str, Any]:
-        with self.limiter.slot(corp_id=self.corp_id, api=api, priority=self.priority, max_wait=self.max_wait):
+        max_wait = self.max_wait
+        left = self._time_left()
+        if left is not None:
+            max_wait = max(0.0, min(max_wait, left))
+        with self.limiter.slot(corp_id=self.corp_id, api=api, priority=self.priority, max_wait=max_wait):
             token = self._token()
-            data = self._send(api, method, params, body, token)
+            data = self._send(api, method, params, body, token, upload)
             code = _errcode(data)
             if code in TOKEN_REFUSED:
                 log.info("WeCom %s refused the access token (errcode %d): fetching a new one", api, code)
                 token = self._token(stale=token)
-                data = self._send(api, method, params, body, token)
+                data = self._send(api, method, params, body, token, upload)
                 code = _errcode(data)
             if code == 0:
                 return data

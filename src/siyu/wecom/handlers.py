@@ -33,7 +33,7 @@ from siyu.wecom.errors import InvalidExternalUserId, InvalidUserId, NoExternalCo
 from siyu.wecom.messages import CHAT_EVENT, CONTACT_EVENT, ORG_EVENT, TAG_EVENT, Message
 from siyu.wecom.mirror import STAFF_STATUS, Mirror, RelationFacts, from_timestamp
 from siyu.wecom.models import InboxEvent
-from siyu.wecom.signals import contact_added
+from siyu.wecom.signals import contact_added, group_joined
 
 SOURCE = Event.Source.WECOM
 # del_external_contact's Source when the relation ended because an in-service transfer completed (§3.1).
@@ -145,6 +145,20 @@ def _current_relation(ctx: Context, external_userid: str, follow: s.FollowUser) 
     return None
 
 
+def _add_state(ctx: Context, follow: s.FollowUser) -> str:
+    """The contact way ``state`` of the relation WeCom has now (the channel it is attributed to).
+
+    The event's State belongs to the add it announces. When WeCom's relation was created after the event (the
+    customer was deleted and added again since, perhaps without a state), the event's State is an earlier
+    relation's: WeCom's own ``follow_user.state`` is the truth, as a sync reads it."""
+    event_state = ctx.message.get("State") or ""
+    created = from_timestamp(follow.createtime)
+    event_time = ctx.message.create_time
+    if follow.state or (created is not None and event_time is not None and created > event_time):
+        return follow.state
+    return event_state
+
+
 def on_contact_added(ctx: Context) -> str:
     """add_external_contact / add_half_external_contact: the customer, the relation, its remark and tags."""
     external_userid, userid = ctx.require("ExternalUserID", "UserID")
@@ -158,7 +172,7 @@ def on_contact_added(ctx: Context) -> str:
     customer = ctx.mirror.customer(detail.external_contact)
     if follow is None:
         return "relation no longer in WeCom (deleted since): nothing added"
-    state = ctx.message.get("State") or follow.state
+    state = _add_state(ctx, follow)
     current = _current_relation(ctx, external_userid, follow)
     outcome = ctx.mirror.relation(
         customer, RelationFacts.from_follow_user(follow), state=state, relation=current, known=True
@@ -169,6 +183,7 @@ def on_contact_added(ctx: Context) -> str:
         relation = outcome.relation
         staff = ctx.mirror.staff(userid)
         welcome_code = ctx.message.get("WelcomeCode")
+        received_at = ctx.row.received_at
         transaction.on_commit(
             lambda: contact_added.send(
                 sender=Mirror,
@@ -179,6 +194,7 @@ def on_contact_added(ctx: Context) -> str:
                 state=state,
                 welcome_code=welcome_code,
                 half=half,
+                received_at=received_at,
             )
         )
         return "relation added"
@@ -326,11 +342,31 @@ def on_chat_changed(ctx: Context) -> str:
         return "group no longer in WeCom: left to its dismiss event"
     quit_scene = ctx.message.get_int("QuitScene") if detail == "del_member" else None
     change = ctx.mirror.group_chat(chat, at=ctx.at, quit_scene=quit_scene)
+    joined = set(change.joined)
+    joined_customers = [m.userid for m in chat.member_list if m.type == 2 and m.userid in joined]
+    if joined_customers and not change.created:
+        # Live joins only: the members a group has when Siyu first sees it are not news.
+        _announce_joins(ctx, change.group, joined_customers)
     verb = "created" if change.created else "updated"
     return f"group {verb}: {len(change.joined)} joined, {len(change.left)} left" + (
         f", changed {', '.join(sorted(set(change.changed) - {'member_version'}))}"
         if set(change.changed) - {"member_version"} and not change.created
         else ""
+    )
+
+
+def _announce_joins(ctx: Context, group: GroupChat, external_userids: list[str]) -> None:
+    corp, at = ctx.corp, ctx.at
+    join_scene = ctx.message.get_int("JoinScene")
+    transaction.on_commit(
+        lambda: group_joined.send(
+            sender=Mirror,
+            corp=corp,
+            group=group,
+            external_userids=external_userids,
+            join_scene=join_scene,
+            at=at,
+        )
     )
 
 

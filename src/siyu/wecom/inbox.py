@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 import math
@@ -148,16 +149,46 @@ def work_again(corp_id: int, key: str) -> None:
     once more after the second change is what keeps that change from being lost. A row being worked right now
     is handed back (its worker's result is discarded) and picked up again after a short pause.
     """
-    rows = InboxEvent.objects.filter(corp_id=corp_id, dedupe_key=key)
-    rows.filter(status__in=[InboxEvent.Status.DONE, InboxEvent.Status.FAILED]).update(
-        status=InboxEvent.Status.PENDING, attempts=0, next_attempt_at=now(), last_error=""
+    with connection.cursor() as cursor:
+        cursor.execute(requeue_statement(), requeue_params(corp_id, key, moment=now(), connection=connection))
+
+
+@functools.cache
+def requeue_statement() -> str:
+    """The one UPDATE behind ``work_again``, shared by every path that stores callbacks (``%s`` parameters:
+    ``requeue_params``): a done or failed row starts over, a row being worked is handed back after a pause."""
+    meta = InboxEvent._meta
+
+    columns = {f.name: str(f.column) for f in meta.local_concrete_fields}
+
+    def col(name: str) -> str:
+        return connection.ops.quote_name(columns[name])
+
+    status = col("status")
+    processing = InboxEvent.Status.PROCESSING.value
+    worked = ", ".join(f"'{s.value}'" for s in (InboxEvent.Status.DONE, InboxEvent.Status.FAILED))
+    empty = "''"
+
+    def when_processing(column: str, then: str) -> str:
+        return f"{col(column)} = CASE WHEN {status} = '{processing}' THEN {then} ELSE {col(column)} END"
+
+    return (
+        f"UPDATE {connection.ops.quote_name(meta.db_table)} SET "  # noqa: S608 - names from the model
+        f"{status} = '{InboxEvent.Status.PENDING.value}', "
+        f"{col('next_attempt_at')} = CASE WHEN {status} = '{processing}' THEN %s ELSE %s END, "
+        f"{col('attempts')} = CASE WHEN {status} = '{processing}' THEN {col('attempts')} ELSE 0 END, "
+        f"{col('last_error')} = CASE WHEN {status} = '{processing}' THEN {col('last_error')} ELSE '' END, "
+        f"{when_processing('claim', empty)}, {when_processing('locked_until', 'NULL')} "
+        f"WHERE {col('corp')} = %s AND {col('dedupe_key')} = %s"
+        f" AND {status} IN ({worked}, '{processing}')"
     )
-    rows.filter(status=InboxEvent.Status.PROCESSING).update(
-        status=InboxEvent.Status.PENDING,
-        claim="",
-        locked_until=None,
-        next_attempt_at=now() + dt.timedelta(seconds=REDELIVERY_PAUSE_SECONDS),
-    )
+
+
+def requeue_params(corp_id: int, key: str, *, moment: dt.datetime, connection: Any) -> list[Any]:
+    """The parameters of ``requeue_statement`` for one stored row, times adapted for ``connection``."""
+    adapt = connection.ops.adapt_datetimefield_value
+    later = moment + dt.timedelta(seconds=REDELIVERY_PAUSE_SECONDS)
+    return [adapt(later), adapt(moment), corp_id, key]
 
 
 # --- waking the worker --------------------------------------------------------------------------------------
@@ -170,30 +201,45 @@ def _enqueue(corp_id: int | None, run_after: dt.datetime | None = None) -> None:
         drain_inbox_task.enqueue(corp_id=corp_id)
 
 
-def _wake(corp_id: int, run_after: dt.datetime | None = None) -> None:
-    # The event is already stored: a queue that cannot take the wake-up must not turn the acknowledgement into
-    # an error (the next callback, or the row's own retry schedule, wakes the worker).
+@dataclass(frozen=True)
+class WakeUp:
+    """A drain to enqueue for a corp: now (``run_after`` None) or at the start of the next second."""
+
+    corp_id: int
+    run_after: dt.datetime | None = None
+
+
+def plan_wake_up(corp_id: int, claim: Callable[[str], bool]) -> WakeUp | None:
+    """The drain that rows just stored for a corp need, or None when one is already on its way.
+
+    At most one drain is enqueued per corp and second: ``claim`` takes a (corp, second) slot and says whether
+    it was free. A row stored in a second whose slot is taken claims the next second's, so a row stored just
+    after a running drain looked is never left waiting for the next callback.
+    """
+    second = math.floor(time.time())
+    if claim(f"siyu:inbox-wake:{corp_id}:{second}"):
+        return WakeUp(corp_id)
+    if claim(f"siyu:inbox-wake:{corp_id}:{second + 1}"):
+        return WakeUp(corp_id, dt.datetime.fromtimestamp(second + 1, tz=dt.UTC))
+    return None
+
+
+def send_wake_up(wake_up: WakeUp) -> None:
+    """Enqueue the planned drain. The rows are already stored: a queue that cannot take the wake-up must not
+    turn their acknowledgement into an error (the next callback, or the rows' retry schedule, wakes the
+    worker)."""
     try:
-        _enqueue(corp_id, run_after)
+        _enqueue(wake_up.corp_id, wake_up.run_after)
     except Exception:
-        logger.exception("wecom inbox: could not wake the worker for corp %s", corp_id)
+        logger.exception("wecom inbox: could not wake the worker for corp %s", wake_up.corp_id)
 
 
 def wake_worker(corp_id: int) -> None:
-    """Make sure a drain runs soon after this moment, without one task per callback.
-
-    At most one drain is enqueued at once per corp and second (per process); a callback arriving in a second
-    that already has one enqueues one for the next second instead, so a row stored just after a running drain
-    looked is never left waiting for the next callback.
-    """
-    second = math.floor(time.time())
-    if cache.add(f"siyu:inbox-wake:{corp_id}:{second}", 1, timeout=5):
-        transaction.on_commit(lambda: _wake(corp_id))
-        return
-    next_second = second + 1
-    if cache.add(f"siyu:inbox-wake:{corp_id}:{next_second}", 1, timeout=5):
-        run_after = dt.datetime.fromtimestamp(next_second, tz=dt.UTC)
-        transaction.on_commit(lambda: _wake(corp_id, run_after))
+    """Make sure a drain runs soon after this transaction commits, without one task per callback (the slots
+    are in the cache: per process, or shared when the cache is)."""
+    wake_up = plan_wake_up(corp_id, lambda key: bool(cache.add(key, 1, timeout=5)))
+    if wake_up is not None:
+        transaction.on_commit(lambda: send_wake_up(wake_up))
 
 
 # --- working ------------------------------------------------------------------------------------------------

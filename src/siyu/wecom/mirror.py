@@ -165,6 +165,26 @@ class Mirror:
     _pending: dict[tuple[str, str], RelationWrites] = field(default_factory=dict)
     _pending_for: set[str] = field(default_factory=set)
     _tag_writes: TagWrites | None = None
+    # Tag ids WeCom did not list when asked (rule-group tags, tags deleted since): not asked for again until
+    # this mirror changes tags.
+    _absent_tags: set[str] = field(default_factory=set)
+    # A helper applies part of the answers this mirror has prepared (``helper``): it asks WeCom for nothing.
+    _helping: Mirror | None = None
+
+    def helper(self) -> Mirror:
+        """A mirror for another thread applying part of the same answers, with its own ``repairs`` and the
+        same corp, source, keys, members and tags. It asks WeCom for nothing and creates no member or tag:
+        the answers' members and tags are resolved here first (``staff``, ``tags_by_wecom_id``), and it reads
+        them from this mirror."""
+        return Mirror(
+            corp=self.corp,
+            client=self.client,
+            source=self.source,
+            dedupe_prefix=self.dedupe_prefix,
+            payload_extra=self.payload_extra,
+            _staff=self._staff,
+            _helping=self,
+        )
 
     # -- staff and departments --
 
@@ -195,6 +215,8 @@ class Mirror:
         cached = self._staff.get(userid)
         if cached is not None:
             return cached
+        if self._helping is not None:
+            raise RuntimeError(f"member {userid} was not resolved before the answers were shared")
         staff = Staff.objects.for_corp(self.corp).filter(userid=userid).first()
         if staff is None:
             try:
@@ -212,6 +234,7 @@ class Mirror:
     def tag_groups(self, groups: Sequence[s.CorpTagGroup], *, complete: bool) -> None:
         """Mirror tag groups; ``complete`` when ``groups`` is WeCom's whole list (what it lacks is gone)."""
         self._tags = None
+        self._absent_tags.clear()
         seen_groups: set[str] = set()
         for group in groups:
             self.tag_group(group, complete=complete)
@@ -226,6 +249,7 @@ class Mirror:
     def tag_group(self, group: s.CorpTagGroup, *, complete: bool = True) -> TagGroup | None:
         """Mirror one group; ``complete`` when its ``tag`` list is all of its tags."""
         self._tags = None
+        self._absent_tags.clear()
         self._tag_writes = writes = pending_tag_writes(corp=self.corp)
         if (
             group.group_id in writes.deleted
@@ -324,14 +348,18 @@ class Mirror:
         wanted = set(tag_ids)
         if not wanted:
             return {}
+        if self._helping is not None:
+            tags = self._helping._tags or {}
+            return {wid: tags[wid] for wid in wanted if wid in tags}
         if self._tags is None:
             self._tags = {t.wecom_tag_id: t for t in Tag.objects.for_corp(self.corp).exclude(wecom_tag_id="")}
-        missing = sorted(wanted - set(self._tags))
+        missing = sorted(w for w in wanted if w not in self._tags and w not in self._absent_tags)
         if missing:
             for group in self.client.get_corp_tag_list(tag_id=missing):
                 # Queried by tag id: the group holds only those tags, so it is not the group's whole list.
                 self.tag_group(group, complete=False)
             self._tags = {t.wecom_tag_id: t for t in Tag.objects.for_corp(self.corp).exclude(wecom_tag_id="")}
+            self._absent_tags.update(w for w in missing if w not in self._tags)
         return {wid: self._tags[wid] for wid in wanted if wid in self._tags}
 
     # -- customers and relations --

@@ -104,6 +104,9 @@ class Outbox(CorpOwned):
     result = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=now)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # A write that is worthless after this moment (a welcome message: its code lasts 20 s) is failed as
+    # expired instead of being sent, or retried, later.
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     objects = CorpManager["Outbox"]()
 

@@ -9,12 +9,15 @@ is a lease: a row whose worker died becomes due again when ``claimed_until`` pas
 outcome is only recorded while its lease holds.
 
 Outcomes: WeCom's answer is stored in ``result`` and the row is ``done``. Throttling (45009 or our own
-limiter) reschedules the row for when the quota returns without counting a try. Transient errors (-1 after
-the gateway's own retries, 45033, network failures, configuration errors an administrator may fix) are
-retried with backoff up to ``WECOM_OUTBOX_MAX_ATTEMPTS`` tries; then, or at once for a request WeCom refuses
-(unknown userid, expired welcome code…), the row is ``failed`` with the reason. A write that is not
-idempotent and may have reached WeCom before the connection broke, or before the worker sending it died, is
-failed with "outcome unknown" rather than sent twice.
+limiter) reschedules the row for when the quota returns without counting a try. Transient errors (-1 after the
+gateway's own retries, 45033, network failures, configuration errors an administrator may fix) are retried
+with backoff up to ``WECOM_OUTBOX_MAX_ATTEMPTS`` tries; then, or at once for a request WeCom refuses (unknown
+userid, expired welcome code…), the row is ``failed`` with the reason. A row with ``expires_at`` (a welcome
+message, whose code lasts 20 s) is failed as expired rather than sent or retried after that moment, and waits
+for quota no longer than it has left. Every final outcome is announced (``signals.write_settled``).
+``send_now`` sends one row in the calling thread, for a write that cannot wait for a queue. A write that is
+not idempotent and may have reached WeCom before the connection broke, or before the worker sending it died,
+is failed with "outcome unknown" rather than sent twice.
 
 Logs name the row, the API and the errcode, never the payload (it holds message texts).
 """
@@ -88,8 +91,11 @@ def enqueue_write(
     payload: dict[str, Any] | WeComRequest,
     idempotency_key: str,
     priority: Priority = Priority.USER,
+    expires_at: datetime | None = None,
 ) -> Outbox:
-    """Store a write to WeCom and send it after commit; a repeated key returns the row already there."""
+    """Store a write to WeCom and send it after commit; a repeated key returns the row already there.
+
+    ``expires_at``: after this moment the write is worthless and is failed as expired instead of sent."""
     if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
         raise Invalid(
             f"idempotency_key must be 1 to {IDEMPOTENCY_KEY_MAX} characters", field="idempotency_key"
@@ -107,6 +113,7 @@ def enqueue_write(
                 idempotency_key=idempotency_key,
                 priority=int(priority),
                 next_attempt_at=now(),
+                expires_at=expires_at,
             )
     except IntegrityError:
         # Another transaction stored the same key between our read and our insert.
@@ -181,7 +188,10 @@ def requeue_write(*, corp: Corp, outbox_id: int) -> Outbox:
     return row
 
 
-# --- the worker -------------------------------------------------------------------------------------------
+# --- the worker ---------------------------------------------------------------------------------------------
+
+# The reason recorded on a row given up because its ``expires_at`` passed.
+EXPIRED_REASON = "expired before it could be sent"
 
 
 def dispatch(*, priority: int = Priority.USER, run_after: datetime | None = None) -> None:
@@ -288,6 +298,8 @@ def send_claimed(pk: int, lease: datetime) -> str:
         return "lost"
     if spec is None:
         return _record(mine, row, status=Outbox.Status.FAILED, reason=f"{row.api} is not a WeCom write API")
+    if row.expires_at is not None and now() >= row.expires_at:
+        return _expire(mine, row)
     if not spec.idempotent:
         # ``sent_at`` on a row still being sent says a send began and its outcome was never recorded: the
         # worker died mid-call or its lease ran out. WeCom may have the write: sending again could double it.
@@ -300,11 +312,18 @@ def send_claimed(pk: int, lease: datetime) -> str:
             )
         mine.update(sent_at=now())
     max_wait = DEFAULT_MAX_WAIT[Priority.WELCOME] if priority >= Priority.WELCOME else SEND_MAX_WAIT
-    client = WeComClient(Gateway(row.corp, priority=priority, max_wait=max_wait))
+    if row.expires_at is not None:
+        max_wait = max(0.0, min(max_wait, (row.expires_at - now()).total_seconds()))
+    deadline = None
+    if row.expires_at is not None:
+        deadline = time.monotonic() + (row.expires_at - now()).total_seconds()
+    client = WeComClient(Gateway(row.corp, priority=priority, max_wait=max_wait, deadline=deadline))
     try:
         data = client.transport.call(row.api, method="POST", body=row.payload, idempotent=spec.idempotent)
     except errors.Throttled as exc:
         retry_at = exc.retry_at or now() + timedelta(seconds=60)
+        if row.expires_at is not None and retry_at >= row.expires_at:
+            return _expire(mine, row)
         reason, errcode = _reason(exc)
         updated = mine.update(
             status=Outbox.Status.PENDING,
@@ -357,6 +376,17 @@ def _fail_or_retry(
             mine, row, status=Outbox.Status.FAILED, reason=reason, errcode=errcode, attempts=attempts
         )
     next_at = now() + _backoff(priority, attempts)
+    if row.expires_at is not None and next_at >= row.expires_at:
+        # The next try would come too late: giving up now says why, and keeps the last error.
+        return _record(
+            mine,
+            row,
+            status=Outbox.Status.FAILED,
+            reason=f"{EXPIRED_REASON} ({reason})",
+            errcode=errcode,
+            attempts=attempts,
+            expired=True,
+        )
     updated = mine.update(
         status=Outbox.Status.PENDING,
         attempts=attempts,
@@ -372,6 +402,13 @@ def _fail_or_retry(
     return "retrying" if updated else "lost"
 
 
+def _expire(mine: Any, row: Outbox) -> str:
+    """Give up a row whose ``expires_at`` passed before it could be sent (no try is counted)."""
+    return _record(
+        mine, row, status=Outbox.Status.FAILED, reason=EXPIRED_REASON, attempts=row.attempts, expired=True
+    )
+
+
 def _record(
     mine: Any,
     row: Outbox,
@@ -381,11 +418,13 @@ def _record(
     errcode: int | None = None,
     attempts: int | None = None,
     result: dict[str, Any] | None = None,
+    expired: bool = False,
 ) -> str:
     at = now()
+    tries = attempts if attempts is not None else row.attempts + 1
     updated = mine.update(
         status=status,
-        attempts=attempts if attempts is not None else row.attempts + 1,
+        attempts=tries,
         claimed_until=None,
         last_error=reason,
         errcode=errcode,
@@ -397,7 +436,50 @@ def _record(
         return "lost"
     if status == Outbox.Status.FAILED:
         log.warning("outbox %d %s failed for good: errcode %s", row.pk, row.api, errcode)
+    _settled(row, status=str(status), errcode=errcode, reason=reason, expired=expired, attempts=tries, at=at)
     return str(status)
+
+
+def _settled(
+    row: Outbox, *, status: str, errcode: int | None, reason: str, expired: bool, attempts: int, at: datetime
+) -> None:
+    """Announce a final outcome; a listener that fails is logged, the outcome stands."""
+    from siyu.wecom.signals import write_settled
+
+    answers = write_settled.send_robust(
+        sender=Outbox,
+        corp_id=row.corp_id,
+        outbox_id=row.pk,
+        api=row.api,
+        idempotency_key=row.idempotency_key,
+        status=status,
+        errcode=errcode,
+        reason=reason,
+        expired=expired,
+        attempts=attempts,
+        at=at,
+    )
+    for receiver, answer in answers:
+        if isinstance(answer, Exception):
+            log.error(
+                "outbox %d %s: listener %s failed: %s",
+                row.pk,
+                row.api,
+                getattr(receiver, "__qualname__", receiver),
+                type(answer).__name__,
+            )
+
+
+def send_now(pk: int) -> str:
+    """Claim and send one due row in this thread, at once (a welcome message cannot wait for a queue).
+
+    Returns what ``send_claimed`` returns, or "" when the row was not due (another worker has it, it is
+    waiting for a retry, or it is settled). Call it outside a transaction, like every WeCom call.
+    """
+    lease = now() + CLAIM_LEASE
+    if not Outbox.objects.filter(_due(), pk=pk).update(status=Outbox.Status.SENDING, claimed_until=lease):
+        return ""
+    return send_claimed(pk, lease)
 
 
 def next_due_at() -> datetime | None:

@@ -413,6 +413,87 @@ class MsgTemplateCreated(WeComModel):
     fail_list: list[str] = Field(default_factory=list)
 
 
+class WelcomeImage(WeComRequest):
+    """An image attachment: ``media_id`` (素材管理) or ``pic_url`` (上传图片); WeCom uses media_id if both."""
+
+    media_id: str | None = None
+    pic_url: str | None = Field(default=None, max_length=2048)
+
+
+class WelcomeLink(WeComRequest):
+    """A link attachment (图文): title ≤128 bytes, desc ≤512 bytes, urls ≤2048 bytes."""
+
+    title: str
+    url: str = Field(max_length=2048)
+    picurl: str | None = Field(default=None, max_length=2048)
+    desc: str | None = None
+
+
+class WelcomeMiniprogram(WeComRequest):
+    """A mini-program card: title ≤64 bytes, a cover by media_id, the corp's mini-program appid and page."""
+
+    title: str
+    pic_media_id: str
+    appid: str
+    page: str
+
+
+class WelcomeMedia(WeComRequest):
+    """A file or video attachment, by media_id (素材管理)."""
+
+    media_id: str
+
+
+class GroupWelcomeContent(WeComRequest):
+    """What a group welcome template says (DOC-92366): text ≤3000 bytes with ``%NICKNAME%`` placeholders,
+    and at most one other part (WeCom keeps the first of image, link, miniprogram, file, video)."""
+
+    text: Text | None = None
+    image: WelcomeImage | None = None
+    link: WelcomeLink | None = None
+    miniprogram: WelcomeMiniprogram | None = None
+    file: WelcomeMedia | None = None
+    video: WelcomeMedia | None = None
+
+
+class GroupWelcomeTemplateRequest(GroupWelcomeContent):
+    """``group_welcome_template/add``: ``notify`` 1 (default) tells members to apply it to their groups."""
+
+    agentid: int | None = None
+    notify: Literal[0, 1] | None = None
+
+
+class EditGroupWelcomeTemplateRequest(GroupWelcomeContent):
+    """``group_welcome_template/edit``: only templates this app created."""
+
+    template_id: str
+    agentid: int | None = None
+
+
+class GroupWelcomeTemplateIdRequest(WeComRequest):
+    """``group_welcome_template/del`` (and ``get``, which takes no agentid)."""
+
+    template_id: str
+    agentid: int | None = None
+
+
+class GroupWelcomeTemplateCreated(WeComModel):
+    """``group_welcome_template/add``: the new template's id."""
+
+    template_id: str
+
+
+class GroupWelcomeTemplate(WeComModel):
+    """``group_welcome_template/get``: the template's parts (images come back as ``pic_url``)."""
+
+    text: dict[str, Any] | None = None
+    image: dict[str, Any] | None = None
+    link: dict[str, Any] | None = None
+    miniprogram: dict[str, Any] | None = None
+    file: dict[str, Any] | None = None
+    video: dict[str, Any] | None = None
+
+
 class MsgIdRequest(WeComRequest):
     """``remind_groupmsg_send`` / ``cancel_groupmsg_send``."""
 
@@ -470,6 +551,19 @@ class GroupMsgSendResultPage(Page):
     """A page of ``get_groupmsg_send_result``."""
 
     send_list: list[GroupMsgSendResult] = Field(default_factory=list)
+
+
+class MediaUploaded(WeComModel):
+    """``media/upload`` / ``media/upload_attachment``: the media id (``created_at`` is text in the first)."""
+
+    type: str = ""
+    media_id: str
+    created_at: str = ""
+
+    @field_validator("created_at", mode="before")
+    @classmethod
+    def _time_as_text(cls, value: Any) -> str:
+        return "" if value is None else str(value)
 
 
 class MomentTaskRequest(WeComRequest):

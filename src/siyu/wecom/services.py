@@ -328,7 +328,13 @@ def tag_group_deleted(*, group: TagGroup, source: str) -> Outbox | None:
 
 
 def apply_write_result(row: Outbox) -> None:
-    """Store what WeCom answered to a done write made for Siyu: the ids of groups and tags created here."""
+    """Store what WeCom answered to a done write made for Siyu: the ids of groups and tags created here, and
+    of group welcome templates (``groups.welcome``)."""
+    if row.status == Outbox.Status.DONE and row.api.startswith("externalcontact/group_welcome_template/"):
+        from siyu.groups.welcome import template_written
+
+        template_written(row)
+        return
     if row.api != ADD_CORP_TAG or row.status != Outbox.Status.DONE:
         return
     kind, _sep, pk = row.idempotency_key.removeprefix("add_corp_tag:").partition(":")
@@ -432,12 +438,11 @@ def pending_relation_writes(
     wanted = list(set(external_userids))
     if not wanted:
         return {}
-    rows = (
-        Outbox.objects.for_corp(corp)
-        .filter(_in_flight(now()), api__in=[MARK_TAG, REMARK], payload__external_userid__in=wanted)
-        .order_by("pk")
-        .values_list("api", "payload")
-    )
+    in_flight = Outbox.objects.for_corp(corp).filter(_in_flight(now()), api__in=[MARK_TAG, REMARK])
+    if len(wanted) > 1 and not in_flight.exists():
+        # Usually none: one cheap look instead of matching a page's hundreds of customers in the payloads.
+        return {}
+    rows = in_flight.filter(payload__external_userid__in=wanted).order_by("pk").values_list("api", "payload")
     writes: dict[tuple[str, str], RelationWrites] = {}
     for api, payload in rows:
         key = (str(payload.get("external_userid", "")), str(payload.get("userid", "")))

@@ -16,13 +16,16 @@ record are marked ``{"reconciled": true}`` with source ``sync``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import logging
 import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+import zlib
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -30,6 +33,7 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 from django_tasks import task
 
+from siyu.core.bulk import in_list, select_rows
 from siyu.core.clock import now
 from siyu.core.errors import Conflict, Invalid
 from siyu.corps.models import Corp, Department, Staff
@@ -37,7 +41,6 @@ from siyu.corps.services import audit, delete_department, upsert_staff
 from siyu.customers.models import Customer, Event, FollowRelation
 from siyu.customers.services import (
     GENDERS,
-    PROFILE_FIELDS,
     TYPES,
     ImportedRelation,
     RelationImport,
@@ -45,7 +48,7 @@ from siyu.customers.services import (
 )
 from siyu.groups.models import GroupChat, GroupMember
 from siyu.groups.services import dismiss_unseen_group_chats
-from siyu.tags.models import RelationTag, Tag
+from siyu.tags.models import CustomerTag, RelationTag, Tag
 from siyu.tags.services import add_relation_tags
 from siyu.wecom import schemas as s
 from siyu.wecom.errors import ConfigurationError, TooManyItems
@@ -67,24 +70,26 @@ WEIGHTS = {"departments": 2, "staff": 6, "tags": 2, "customers": 75, "groups": 1
 USERIDS_PER_BATCH = 100  # batch/get_by_user: userid_list ≤ 100 (wecom-api.md §4.1, §6)
 RELATIONS_PER_PAGE = 100  # batch/get_by_user: limit ≤ 100
 # Units of work per transaction, each still a step of the budget: a transaction costs a dozen round trips to
-# the database whatever it writes, so a few pages (~500 relations, ~4,500 rows on a first sync) share one,
-# yet it holds its locks for well under a second. Members' lists and groups likewise.
-PAGES_PER_TRANSACTION = 5
+# the database whatever it writes, so ten pages (~1,000 relations, ~9,000 rows on a first sync, split between
+# two transactions, see ``_Helper``) share one, yet it holds its locks for well under a second (~0.3 s
+# measured at 100,000 customers). Members' lists and groups likewise.
+PAGES_PER_TRANSACTION = 10
 MEMBERS_PER_TRANSACTION = 10
 GROUPS_PER_TRANSACTION = 10
 # A first sync grows the tables it then reads by key (customers by external_userid, relations by customer,
-# tags by relation, group members by group) from nothing to 100,000s of rows in a minute, faster than
-# autovacuum's analyze follows (it wakes once a minute, if it is on at all). Planned on statistics of a far
-# smaller table, a lookup scans the corp's whole index instead of the unique one: measured 140 ms instead of
-# under 1 ms at 100,000 customers. So the sync analyses such a table itself once it has changed by as many
-# rows as it had at its last analysis (doubling: a handful of analyses from 5,000 rows to millions), checking
-# at most every few seconds (one read of pg_stat_user_tables).
-ANALYZED_MODELS = (Customer, FollowRelation, RelationTag, GroupMember, GroupChat)
+# tags by relation, customer tags by customer, group members by group) from nothing to 100,000s of rows in a
+# minute, faster than autovacuum's analyze follows (it wakes once a minute, if it is on at all). Planned on
+# statistics of a far smaller table, a lookup scans the corp's whole index instead of the unique one:
+# measured 140 ms instead of under 1 ms at 100,000 customers (750 ms for a page's customer tags). So the sync
+# analyses such a table itself once it has changed by as many rows as it had at its last analysis (doubling:
+# a handful of analyses from 5,000 rows to millions), checking at most every few seconds (one read of
+# pg_stat_user_tables).
+ANALYZED_MODELS = (Customer, FollowRelation, RelationTag, CustomerTag, GroupMember, GroupChat)
 ANALYZE_MIN_CHANGES = 5000
 STATISTICS_CHECK_SECONDS = 5.0
 # WeCom answers fetched ahead of the ones being written: enough for the next transaction, and a bound on
-# what waits in memory (ten pages of 100 relations, ten members' lists, ten groups).
-READ_AHEAD = 10
+# what waits in memory (twenty pages of 100 relations, twenty members' lists or groups).
+READ_AHEAD = 20
 GROUPS_PER_PAGE = 1000  # groupchat/list: limit 1..1000 (§4.7)
 OWNERS_PER_FILTER = 100  # groupchat/list: owner_filter.userid_list ≤ 100
 # A relation added less than this before a member's customer list was read may not be in that list yet (clocks
@@ -422,10 +427,11 @@ def sync_staff(runner: Runner) -> None:
     complete = True
     try:
         for root in roots:
-            for member in runner.client.user_list(root, fetch_child=True):
-                if member.userid not in seen:
-                    seen.add(member.userid)
-                    with transaction.atomic():
+            members = runner.client.user_list(root, fetch_child=True)
+            with _work_transaction():  # one department tree's members (a commit each cost ~2 ms)
+                for member in members:
+                    if member.userid not in seen:
+                        seen.add(member.userid)
                         runner.mirror.member(member)
     except ConfigurationError:
         complete = False
@@ -553,6 +559,117 @@ class _Answers(Generic[T]):
         self.close()
 
 
+@contextlib.contextmanager
+def _work_transaction() -> Iterator[None]:
+    """A transaction of a sync's work and the checkpoint after it.
+
+    On PostgreSQL its commit does not wait for the WAL to reach the disk (one flush per transaction, a few
+    hundred in a large first sync). Should the server crash, the last of these transactions may be lost — each
+    together with the checkpoint that records it, so the run redoes them from WeCom's answers: nothing
+    half-applied, nothing doubled, and nothing a sync writes is sent anywhere before WeCom has it anyway.
+    Only when it is the outermost transaction, so that a caller's own writes stay durable.
+    """
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
+
+
+class _Helper:
+    """A second thread applying part of each batch, in its own transaction on its own database connection,
+    while the caller applies the rest: PostgreSQL, which does most of a first sync's work (indexes,
+    foreign-key checks at commit), then works on both parts at once on a second core, and Python's share of
+    one part runs while the other waits for the database.
+
+    The parts are split by customer (``_split_by_customer``), so the two transactions never write the same
+    customer, relation, tag, customer tag or event, and never wait for each other. The helper's mirror reads
+    the members and tags the caller's mirror resolved before the batch (``Mirror.helper``). Like ``_Answers``,
+    it runs only on PostgreSQL outside a transaction; elsewhere ``wait`` applies the part in line, in the
+    caller's transaction.
+    """
+
+    def __init__(self, work: Callable[[Any], None]) -> None:
+        self._work = work
+        self._threaded = connection.vendor == "postgresql" and not connection.in_atomic_block
+        self._jobs: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+        self._results: queue.Queue[BaseException | None] = queue.Queue(maxsize=1)
+        self._pending: list[Any] = []
+        self._thread: threading.Thread | None = None
+        if self._threaded:
+            self._thread = threading.Thread(target=self._run, name="siyu-sync-helper", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                more, job = self._jobs.get()
+                if not more:
+                    return
+                try:
+                    with _work_transaction():
+                        self._work(job)
+                except BaseException as exc:  # handed over to the caller's wait()
+                    self._results.put(exc)
+                else:
+                    self._results.put(None)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    def submit(self, job: Any) -> None:
+        """Start applying ``job``; ``wait`` tells when it is committed."""
+        if self._thread is not None:
+            self._jobs.put((True, job))
+        else:
+            self._pending.append(job)
+
+    def wait(self, *, discard: bool = False) -> BaseException | None:
+        """The submitted job's failure, or None once it is committed (in line: applied); with ``discard``
+        (the caller's own part failed) an in-line job is dropped and a threaded one only waited for."""
+        if self._thread is not None:
+            return self._results.get()
+        jobs, self._pending = self._pending, []
+        if discard:
+            return None
+        try:
+            for job in jobs:
+                self._work(job)
+        except Exception as exc:
+            return exc
+        return None
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._jobs.put((False, None))
+            self._thread.join()
+
+    def __enter__(self) -> _Helper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _split_by_customer(entries: list[s.CustomerRelation]) -> tuple[list[s.CustomerRelation], ...]:
+    """A batch's relations in two parts, every relation of a customer in the same part (by a hash of its
+    external_userid that does not change between runs)."""
+    parts: tuple[list[s.CustomerRelation], list[s.CustomerRelation]] = ([], [])
+    for entry in entries:
+        parts[zlib.crc32(entry.external_contact.external_userid.encode()) & 1].append(entry)
+    return parts
+
+
+def _resolve_members_and_tags(mirror: Mirror, entries: list[s.CustomerRelation]) -> None:
+    """Look up (and create, fetching them from WeCom) the members and tags a batch names, so that the helper's
+    mirror finds them all."""
+    tag_ids: set[str] = set()
+    for entry in entries:
+        mirror.staff(entry.follow_info.userid)
+        tag_ids.update(entry.follow_info.tag_id)
+    mirror.tags_by_wecom_id(tag_ids)
+
+
 def _keep_statistics() -> None:
     """Analyse the tables a sync grows whose statistics are far behind (see ``ANALYZED_MODELS``)."""
     if connection.vendor != "postgresql":
@@ -579,29 +696,21 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _apply_relations_page(runner: Runner, relations: Iterable[s.CustomerRelation]) -> None:
-    """Mirror one ``batch/get_by_user`` page in a few queries, whatever it holds.
+def _apply_relations_page(mirror: Mirror, relations: Iterable[s.CustomerRelation]) -> None:
+    """Mirror ``batch/get_by_user`` pages in a few queries, whatever they hold.
 
-    Three reads find what Siyu has (customers' profiles, their active relations, those relations' WeCom tags,
-    as plain values); relations new to Siyu are imported set-based (customers, relations, ``added`` and
-    ``tagged`` events in a few multi-row statements). Known relations are compared with WeCom's answer in
-    memory, and only those that differ go through the one-at-a-time services (remark, tags), as do customers
-    whose profile changed.
+    One read finds what Siyu has (the customers' profiles, their active relations and those relations' WeCom
+    tags, as plain values); relations new to Siyu are imported set-based (customers, relations, ``added`` and
+    ``tagged`` events in a few bulk statements). Known relations are compared with WeCom's answer in memory,
+    and only those that differ go through the one-at-a-time services (remark, tags), as do customers whose
+    profile changed — on unchanged data a page writes nothing.
     """
-    mirror = runner.mirror
-    corp = runner.corp
     entries = list(relations)
-    external_ids = {e.external_contact.external_userid for e in entries}
-    profiles: dict[str, tuple[Any, ...]] = {}
-    customer_ids: dict[str, int] = {}
-    for pk, external_userid, *profile in (
-        Customer.objects.for_corp(corp)
-        .filter(external_userid__in=external_ids)
-        .values_list("pk", "external_userid", *PROFILE_FIELDS)
-    ):
-        customer_ids[external_userid] = pk
-        profiles[external_userid] = tuple(profile)
-    known = _known_relations(corp, list(customer_ids.values())) if customer_ids else {}
+    if not entries:
+        return
+    customer_ids, profiles, known = _known_state(
+        mirror.corp, {e.external_contact.external_userid for e in entries}
+    )
     # Siyu's writes still on their way to WeCom are on relations Siyu has, so of customers it knows: the
     # others (most of a first sync) need no look-up.
     mirror.prefetch_pending_writes(customer_ids)
@@ -611,13 +720,15 @@ def _apply_relations_page(runner: Runner, relations: Iterable[s.CustomerRelation
         contact = entry.external_contact
         facts = RelationFacts.from_follow_info(entry.follow_info)
         staff = mirror.staff(facts.userid)
-        runner.count("relations")
-        profile = _profile(contact)
         customer_id = customer_ids.get(contact.external_userid)
-        if customer_id is not None and profiles[contact.external_userid] != profile:
+        if customer_id is None:
+            imports.append((_relation_import(contact, facts, staff), facts))
+            continue
+        profile = _profile(contact)
+        if profiles[contact.external_userid] != profile:
             mirror.customer(contact)
             profiles[contact.external_userid] = profile
-        relation = known.get((customer_id, staff.pk)) if customer_id is not None else None
+        relation = known.get((customer_id, staff.pk))
         if relation is None:
             imports.append((_relation_import(contact, facts, staff), facts))
         else:
@@ -628,38 +739,56 @@ def _apply_relations_page(runner: Runner, relations: Iterable[s.CustomerRelation
         instance = FollowRelation.objects.select_related("customer", "staff").get(pk=relation_id)
         mirror.relation(instance.customer, facts, relation=instance, known=True)
     if imports:
-        _import(runner, imports, customer_ids)
+        _import(mirror, imports, customer_ids, active=set(known))
 
 
-def _known_relations(corp: Corp, customer_ids: list[int]) -> dict[tuple[int, int], KnownRelation]:
-    """The active relations of these customers, with their WeCom tag ids, by (customer id, staff id)."""
-    rows = list(
-        FollowRelation.objects.for_corp(corp)
-        .filter(customer_id__in=customer_ids, status=FollowRelation.Status.ACTIVE)
-        .values_list(
-            "pk", "customer_id", "staff_id", "remark", "description", "remark_corp_name", "remark_mobiles"
-        )
-    )
+# A page's customers with their profiles, active relations and the WeCom ids of those relations' tags
+# (Siyu-only tags have none); the caller appends the condition on external_userid.
+KNOWN_STATE_SQL = (
+    "SELECT c.id, c.external_userid, c.name, c.unionid, c.avatar, c.gender, c.type, c.corp_name, "
+    "c.corp_full_name, r.id, r.staff_id, r.remark, r.description, r.remark_corp_name, r.remark_mobiles, "
+    "t.wecom_tag_id "
+    "FROM customers_customer c "
+    "LEFT JOIN customers_followrelation r ON r.customer_id = c.id AND r.status = %s "
+    "LEFT JOIN tags_relationtag rt ON rt.relation_id = r.id "
+    "LEFT JOIN tags_tag t ON t.id = rt.tag_id "
+    "WHERE c.corp_id = %s AND "
+)
+
+
+def _known_state(
+    corp: Corp, external_userids: Collection[str]
+) -> tuple[dict[str, int], dict[str, tuple[Any, ...]], dict[tuple[int, int], KnownRelation]]:
+    """What Siyu has of these customers, in one read: their ids and profiles (``PROFILE_FIELDS``) by
+    external_userid, their active relations with the WeCom ids of their tags by (customer id, staff id)."""
+    wanted, params = in_list("c.external_userid", external_userids)
+    rows = select_rows(KNOWN_STATE_SQL + wanted, [FollowRelation.Status.ACTIVE.value, corp.pk, *params])
+    customer_ids: dict[str, int] = {}
+    profiles: dict[str, tuple[Any, ...]] = {}
+    relations: dict[int, tuple[Any, ...]] = {}
     tags: dict[int, set[str]] = {}
-    if rows:
-        for relation_id, wecom_tag_id in (
-            RelationTag.objects.for_corp(corp)
-            .filter(relation_id__in=[r[0] for r in rows])
-            .exclude(tag__wecom_tag_id="")
-            .values_list("relation_id", "tag__wecom_tag_id")
-        ):
-            tags.setdefault(relation_id, set()).add(wecom_tag_id)
-    return {
+    for customer_id, external_userid, *rest in rows:
+        customer_ids[external_userid] = customer_id
+        profiles[external_userid] = tuple(rest[:7])
+        relation_id, *relation, wecom_tag_id = rest[7:]
+        if relation_id is None:
+            continue
+        relations[relation_id] = (customer_id, *relation)
+        wecom_tags = tags.setdefault(relation_id, set())
+        if wecom_tag_id:  # Siyu-only tags (no WeCom id) are not WeCom's business
+            wecom_tags.add(wecom_tag_id)
+    known = {
         (customer_id, staff_id): KnownRelation(
             pk=pk,
             remark=remark,
             description=description,
             remark_corp_name=remark_corp_name,
-            remark_mobiles=tuple(remark_mobiles),
-            tag_ids=frozenset(tags.get(pk, ())),
+            remark_mobiles=tuple(json.loads(mobiles) if isinstance(mobiles, str) else mobiles),
+            tag_ids=frozenset(tags[pk]),
         )
-        for pk, customer_id, staff_id, remark, description, remark_corp_name, remark_mobiles in rows
+        for pk, (customer_id, staff_id, remark, description, remark_corp_name, mobiles) in relations.items()
     }
+    return customer_ids, profiles, known
 
 
 def _profile(contact: s.ExternalContact) -> tuple[Any, ...]:
@@ -698,18 +827,22 @@ def _relation_import(contact: s.ExternalContact, facts: RelationFacts, staff: St
 
 
 def _import(
-    runner: Runner, imports: list[tuple[RelationImport, RelationFacts]], customer_ids: dict[str, int]
+    mirror: Mirror,
+    imports: list[tuple[RelationImport, RelationFacts]],
+    customer_ids: dict[str, int],
+    *,
+    active: set[tuple[int, int]],
 ) -> None:
-    mirror = runner.mirror
     created = {
         (r.external_userid, r.userid): r
         for r in import_relations(
-            corp=runner.corp,
+            corp=mirror.corp,
             items=[item for item, _facts in imports],
             source=mirror.source,
             dedupe_prefix=mirror.dedupe_prefix,
             payload_extra=mirror.payload_extra,
             customer_ids=customer_ids,
+            active=active,
         )
     }
     mirror.repairs["relations_added"] += len(created)
@@ -747,7 +880,7 @@ def sync_customers(runner: Runner) -> None:
     if checkpoint["phase"] == "members":
         with _Answers(lists) as listed:
             while lists_read := listed.take(runner.batch(MEMBERS_PER_TRANSACTION)):
-                with transaction.atomic():
+                with _work_transaction():
                     _end_missing_relations(runner, lists_read)
                     checkpoint["member"] += len(lists_read)
                     checkpoint["expected"] += sum(len(in_wecom) for _u, _at, in_wecom in lists_read)
@@ -767,11 +900,29 @@ def sync_customers(runner: Runner) -> None:
             else:
                 chunk, cursor = chunk + 1, ""
 
-    with _Answers(pages) as answers:
+    mirror = runner.mirror
+    helping = mirror.helper()
+    with _Answers(pages) as answers, _Helper(lambda part: _apply_relations_page(helping, part)) as helper:
         while batch := answers.take(runner.batch(PAGES_PER_TRANSACTION)):
             entries = [entry for _chunk, _cursor, page in batch for entry in page.external_contact_list]
-            with transaction.atomic():
-                _apply_relations_page(runner, entries)
+            runner.count("relations", len(entries))
+            with transaction.atomic():  # committed before the helper's transaction needs them
+                _resolve_members_and_tags(mirror, entries)
+            ours, theirs = _split_by_customer(entries)
+            helper.submit(theirs)
+            with _work_transaction():
+                try:
+                    _apply_relations_page(mirror, ours)
+                except BaseException:
+                    helper.wait(discard=True)
+                    raise
+                # Its part is committed before ours, which carries the checkpoint: a run stopped in between
+                # applies the batch again, and finds the helper's part already there.
+                failure = helper.wait()
+                if failure is not None:
+                    raise failure
+                mirror.repairs.update(helping.repairs)
+                helping.repairs.clear()
                 chunk, cursor, page = batch[-1]
                 if page.next_cursor and page.next_cursor != cursor:
                     checkpoint.update(chunk=chunk, cursor=page.next_cursor)
@@ -783,8 +934,9 @@ def sync_customers(runner: Runner) -> None:
             runner.step(len(batch))
     with transaction.atomic():
         runner.run.counts["customers"] = (
-            Customer.objects.for_corp(runner.corp)
-            .filter(relations__status=FollowRelation.Status.ACTIVE)
+            FollowRelation.objects.for_corp(runner.corp)
+            .filter(status=FollowRelation.Status.ACTIVE)
+            .values("customer_id")
             .distinct()
             .count()
         )
@@ -794,35 +946,35 @@ def sync_customers(runner: Runner) -> None:
         runner.save()
 
 
+# A member's active relations added before a moment whose customer is not in WeCom's list of the member's
+# customers; the caller appends the condition on external_userid (``in_list(..., negate=True)``).
+MISSING_RELATIONS_SQL = (
+    "SELECT r.id, c.external_userid FROM customers_followrelation r "
+    "JOIN corps_staff s ON s.id = r.staff_id "
+    "JOIN customers_customer c ON c.id = r.customer_id "
+    "WHERE r.corp_id = %s AND s.corp_id = %s AND s.userid = %s AND r.status = %s AND r.added_at < %s AND "
+)
+
+
 def _end_missing_relations(runner: Runner, lists: list[tuple[str, dt.datetime, set[str]]]) -> None:
     """End the active relations of these members that their customer lists (userid, when read, the
-    external_userids) no longer show; one read for all of them, streamed."""
-    by_userid = {userid: (listed_at, in_wecom) for userid, listed_at, in_wecom in lists}
-    latest = max(listed_at for _userid, listed_at, _ids in lists)  # each member's own moment is checked below
-    local = (
-        FollowRelation.objects.for_corp(runner.corp)
-        .filter(
-            staff__userid__in=list(by_userid),
-            status=FollowRelation.Status.ACTIVE,
-            added_at__lt=latest - DELETION_GRACE,
+    external_userids) no longer show. The database compares, one query per member: only the relations to
+    end come back (usually none), not every relation of the member."""
+    corp_id = runner.corp.pk
+    for userid, listed_at, in_wecom in lists:
+        not_listed, params = in_list("c.external_userid", in_wecom, negate=True)
+        before = connection.ops.adapt_datetimefield_value(listed_at - DELETION_GRACE)
+        missing = dict(
+            select_rows(
+                MISSING_RELATIONS_SQL + not_listed,
+                [corp_id, corp_id, userid, FollowRelation.Status.ACTIVE.value, before, *params],
+            )
         )
-        .values_list("pk", "staff__userid", "customer__external_userid", "added_at")
-    )
-    missing: dict[int, str] = {}
-    for pk, userid, external_userid, added_at in local.iterator(chunk_size=2000):
-        listed_at, in_wecom = by_userid[userid]
-        if external_userid not in in_wecom and added_at < listed_at - DELETION_GRACE:
-            missing[pk] = userid
-    for relation in (
-        FollowRelation.objects.for_corp(runner.corp).filter(pk__in=list(missing)).select_related("customer")
-    ):
-        userid = missing[relation.pk]
-        runner.mirror.end_relation(
-            relation,
-            by="staff",
-            at=by_userid[userid][0],
-            key=f"{relation.customer.external_userid}:{userid}:ended",
-        )
+        ended = FollowRelation.objects.for_corp(corp_id).filter(pk__in=list(missing)).order_by("pk")
+        for relation in ended if missing else ():
+            runner.mirror.end_relation(
+                relation, by="staff", at=listed_at, key=f"{missing[relation.pk]}:{userid}:ended"
+            )
 
 
 def sync_groups(runner: Runner) -> None:
@@ -861,7 +1013,7 @@ def sync_groups(runner: Runner) -> None:
 
         with _Answers(chats) as answers:
             while batch := answers.take(runner.batch(GROUPS_PER_TRANSACTION)):
-                with transaction.atomic():
+                with _work_transaction():
                     for ref, chat in batch:
                         runner.mirror.group_chat(
                             chat, inheritance_status=ref.status, sync_run_id=runner.run.pk

@@ -14,7 +14,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -26,10 +25,16 @@ from siyu.core.clock import now
 from siyu.core.errors import DomainError
 from siyu.corps.access import Actor
 from siyu.corps.services import audit
-from siyu.wecom.crypto import CallbackCryptoError, ReceiveIdError, SignatureError
 from siyu.wecom.inbox import get_inbox_event, inbox_stats, list_inbox, replay_inbox_event
 from siyu.wecom.models import InboxEvent, SyncRun
-from siyu.wecom.receiver import BadCallback, UnknownCorp, accept_event, callback_config, verify_url
+from siyu.wecom.receiver import (
+    PLAIN_TEXT,
+    TOO_LARGE,
+    accept_event,
+    callback_config,
+    refusal_for,
+    verify_url,
+)
 from siyu.wecom.reconcile import next_reconciliation
 from siyu.wecom.sync import (
     get_sync_run,
@@ -48,7 +53,7 @@ INBOX_PAGE_SIZE = 50  # one screen of events; older ones page with ?before=
 
 
 def _plain(text: str, status: int) -> HttpResponse:
-    return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
+    return HttpResponse(text, status=status, content_type=PLAIN_TEXT)
 
 
 def _read_body(request: HttpRequest, limit: int) -> bytes | None:
@@ -74,7 +79,7 @@ def callback(request: HttpRequest, corpid: str) -> HttpResponse:
     if request.method == "POST":
         read = _read_body(request, int(str(settings.SIYU["WECOM_CALLBACK_MAX_BYTES"])))
         if read is None:
-            return _plain("request body too large", 413)
+            return _plain(TOO_LARGE.text, TOO_LARGE.status)
         body = read
     try:
         config = callback_config(corpid)
@@ -83,18 +88,11 @@ def callback(request: HttpRequest, corpid: str) -> HttpResponse:
             # The decrypted echostr exactly: no quotes, no BOM, no newline (wecom-api.md §2.3).
             return HttpResponse(echo, content_type="text/plain")
         accept_event(config, body=body, **signature_params)
-    except UnknownCorp:
-        return _plain("unknown corp", 404)
-    except (SignatureError, ReceiveIdError) as exc:
-        logger.warning("wecom callback for %s refused: %s", corpid, type(exc).__name__)
-        return _plain("signature check failed", 403)
-    except (CallbackCryptoError, BadCallback) as exc:
-        logger.warning("wecom callback for %s refused: %s", corpid, type(exc).__name__)
-        return _plain("malformed callback", 400)
-    except DatabaseError:
-        # Not stored, so not acknowledged: WeCom delivers it again (wecom-api.md §2.5).
-        logger.exception("wecom callback for %s not stored: database error", corpid)
-        return _plain("temporarily unavailable", 503)
+    except Exception as exc:
+        refusal = refusal_for(exc, corpid)
+        if refusal is None:
+            raise
+        return _plain(refusal.text, refusal.status)
     return HttpResponse(b"", status=200)
 
 

@@ -5,6 +5,7 @@ from siyu.simulator.api import (  # noqa: F401 - imported for their @route regis
     contact_ways,
     contacts,
     customers,
+    group_welcome,
     groups,
     mass,
     media,

@@ -159,7 +159,8 @@ def add_contact_way(sim: Simulator, request: Request) -> Result:
     )
     _apply_common(sim, way, data, creating=True)
     if scene == 2:
-        way.qr_code = f"https://wework.qpic.cn/wwpic/{state.random_id('', 24)}/0"
+        # WeCom's image host is wework.qpic.cn; the simulator serves the image itself, at the same path.
+        way.qr_code = f"{sim.base_url}/wwpic/{state.random_id('', 24)}/0"
     state.contact_ways[way.config_id] = way
     result: Result = {"config_id": way.config_id}
     if scene == 2:

@@ -23,6 +23,8 @@ LIST_MAX_SPAN = 30 * 86400  # unconfirmed upstream (§4.5); the moments list all
 TASK_MAX_LIMIT = 1000  # get_groupmsg_task / get_groupmsg_send_result: limit ≤ 1000, default 500
 TASK_DEFAULT_LIMIT = 500
 REMIND_MAX_PER_DAY = 3  # §4.5 "24小时内每个群发最多触发三次提醒"
+# A member who does not confirm by themselves waits for a reminder: "never", as a far-off moment.
+UNTIL_REMINDED = 10 * 365 * 86400.0
 
 
 def quota_window(policy: str, now: int) -> tuple[int, int]:
@@ -116,8 +118,13 @@ def add_msg_template(sim: Simulator, request: Request) -> Result:
         allow_select=allow_select,
         recipients=recipients,
     )
-    confirm_at = sim.clock.time() + sim.config.msg_confirm_delay
+    start = sim.clock.time() + sim.config.msg_confirm_delay
     for userid in recipients:
+        # Simulated staff: some confirm a while after the others, some only once reminded.
+        if state.rng.random() < sim.config.msg_confirm_share:
+            confirm_at = start + state.rng.uniform(0.0, max(0.0, sim.config.msg_confirm_spread))
+        else:
+            confirm_at = start + UNTIL_REMINDED
         template.tasks[userid] = SenderTask(userid=userid, confirm_at=confirm_at)
     state.msg_templates[template.msgid] = template
     return {"fail_list": fail_list, "msgid": template.msgid}
@@ -270,6 +277,10 @@ def remind_groupmsg_send(sim: Simulator, request: Request) -> Result:
     if len(recent) >= REMIND_MAX_PER_DAY:
         raise ApiError(41094)
     template.reminds = [*recent, now]
+    # The reminded members who have not sent get to it after the usual delay.
+    for task in template.tasks.values():
+        if task.status == 0:
+            task.confirm_at = min(task.confirm_at, now + sim.config.msg_confirm_delay)
     return {}
 
 
