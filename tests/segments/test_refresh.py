@@ -48,6 +48,7 @@ def test_a_segment_that_cannot_be_evaluated_does_not_stop_the_others(world) -> N
     from siyu.tags.services import delete_tag
 
     delete_tag(tag=gone, source="console")
+    SegmentCount.objects.all().delete()
     # when
     done = refresh_all(corp_id=world.corp.pk)
     # then

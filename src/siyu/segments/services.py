@@ -230,6 +230,7 @@ def create_segment(*, corp: Corp, data: SegmentInput, user_id: int | None = None
             segment.save()
     except IntegrityError as exc:
         raise Conflict(_("a segment called “%(name)s” exists already") % {"name": segment.name}) from exc
+    refresh_segment(segment=segment)  # the first count of the trend, and the baseline of entered / exited
     return segment
 
 
