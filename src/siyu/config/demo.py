@@ -586,13 +586,14 @@ def _ensure_demo_corp(args: argparse.Namespace) -> Corp:
         report = seed(customers=args.customers, seed_value=args.seed, progress=True)
         print("  " + report.summary(), flush=True)
         corp = report.corp
-        from siyu.segments.demo import seed_segments
-
-        seed_segments(corp=corp)
         from siyu.channels.demo import seed_channels
 
         made = seed_channels(corp=corp, channels=DEMO_CHANNELS)
         print(f"  {len(made)} channels with their history attributed", flush=True)
+        from siyu.segments.demo import seed_segments
+
+        segments = seed_segments(corp=corp)
+        print(f"  {len(segments)} segments, e.g. {segments[0].text}" if segments else "", flush=True)
     else:
         print("· demo data already loaded (delete var/ to start over)", flush=True)
     # The simulator's public, fixed credentials: the demo corp talks to nothing but the local simulator.
