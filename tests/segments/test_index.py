@@ -6,6 +6,7 @@ import datetime as dt
 import threading
 import time
 
+import numpy as np
 import pytest
 from django.db import connection, connections, transaction
 from pyroaring import BitMap
@@ -272,3 +273,16 @@ def test_index_bytes_round_trip() -> None:
     assert loaded.tags == index.tags
     assert loaded.fields == index.fields
     assert loaded.behaviour == {"chatted": {739000: [BitMap([0]), BitMap([0])], 739001: [BitMap([2])]}}
+
+
+def test_consecutive_ids_convert_by_a_shift_and_stop_when_the_run_breaks() -> None:
+    # given: ids in one run
+    dense = DenseMap(np.array([5, 6, 7], dtype=np.int64))
+    assert dense.to_pks(BitMap([0, 2])) == BitMap([5, 7])
+    # when: the run goes on, then breaks
+    dense.assign([8])
+    extended = dense.to_pks(BitMap([3]))
+    dense.assign([20])
+    # then
+    assert extended == BitMap([8])
+    assert dense.to_pks(BitMap([0, 3, 4])) == BitMap([5, 8, 20])

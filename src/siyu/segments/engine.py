@@ -138,7 +138,10 @@ def index_for(corp: Corp, *, fresh_seconds: float | None = None) -> IndexLease:
 
 
 class Compiler:
-    """Evaluates expression nodes to bitmaps of dense numbers over one index."""
+    """Evaluates expression nodes to bitmaps of dense numbers over one index.
+
+    Leaves return the index's own bitmaps (copying a 5M-customer bitmap would cost more than the whole
+    evaluation) and nothing here changes a bitmap in place: a result may be the index's own, to read only."""
 
     def __init__(self, corp: Corp, index: CorpIndex):
         self.corp = corp
@@ -151,11 +154,11 @@ class Compiler:
             positives = [a for a in node.args if not isinstance(a, Not)]
             negatives = [a.arg for a in node.args if isinstance(a, Not)]
             parts = sorted((self.run(a) for a in positives), key=len) if positives else [self.index.universe]
-            result = BitMap.intersection(*parts) if len(parts) > 1 else BitMap(parts[0])
+            result = BitMap.intersection(*parts) if len(parts) > 1 else parts[0]
             for negative in negatives:
                 if not result:
                     break
-                result -= self.run(negative)
+                result = result - self.run(negative)
             return result
         if isinstance(node, Or):
             return BitMap.union(*(self.run(a) for a in node.args))
@@ -166,23 +169,21 @@ class Compiler:
                 return self._tags_on_staff_relations(node)
             bitmaps = [self.index.tags.get(t.id, _EMPTY) for t in node.tags]
             if node.mode == "all":
-                return (
-                    BitMap.intersection(*sorted(bitmaps, key=len)) if len(bitmaps) > 1 else BitMap(bitmaps[0])
-                )
-            carried = BitMap.union(*bitmaps) if len(bitmaps) > 1 else BitMap(bitmaps[0])
+                return BitMap.intersection(*sorted(bitmaps, key=len)) if len(bitmaps) > 1 else bitmaps[0]
+            carried = BitMap.union(*bitmaps) if len(bitmaps) > 1 else bitmaps[0]
             return self.index.universe - carried if node.mode == "none" else carried
         if isinstance(node, AttributeCondition):
             if node.attribute == "gender":
-                return BitMap(self.index.genders.get(GENDERS[node.value], _EMPTY))
+                return self.index.genders.get(GENDERS[node.value], _EMPTY)
             if node.attribute == "type":
-                return BitMap(self.index.types.get(TYPES[node.value], _EMPTY))
+                return self.index.types.get(TYPES[node.value], _EMPTY)
             if node.attribute == "status":
-                return BitMap(self.index.statuses.get(node.value, _EMPTY))
-            return BitMap(self.index.states.get(node.value, _EMPTY))
+                return self.index.statuses.get(node.value, _EMPTY)
+            return self.index.states.get(node.value, _EMPTY)
         if isinstance(node, FieldCondition):
-            return BitMap(self.index.fields.get((node.key, node.value), _EMPTY))
+            return self.index.fields.get((node.key, node.value), _EMPTY)
         if isinstance(node, StaffCondition):
-            return BitMap(self.index.staff.get(node.staff.id, _EMPTY))
+            return self.index.staff.get(node.staff.id, _EMPTY)
         if isinstance(node, DepartmentCondition):
             staff_ids = department_staff_ids(self.corp, node.department.id)
             return BitMap.union(_EMPTY, *(self.index.staff.get(s, _EMPTY) for s in staff_ids))
@@ -247,5 +248,6 @@ class Compiler:
 
 
 def evaluate_numbers(corp: Corp, index: CorpIndex, expression: Expression) -> BitMap:
-    """Dense numbers of the customers the expression selects (the caller holds the index's lease)."""
+    """Dense numbers of the customers the expression selects (the caller holds the index's lease). The result
+    may be one of the index's own bitmaps: read it, never change it."""
     return Compiler(corp, index).run(expression.root)

@@ -61,6 +61,11 @@ class DenseMap:
         self.n = len(pks)
         self._recent: dict[int, int] = {}
         self._sort()
+        # When the ids are one run (id = number + offset: customers numbered at a rebuild of a corp whose ids
+        # are consecutive, common with one corp per database), converting is a shift of the whole bitmap.
+        live = self.pks
+        contiguous = self.n > 0 and int(live[-1]) - int(live[0]) == self.n - 1 and self._sorted_dense is None
+        self._offset: int | None = int(live[0]) if contiguous else None
 
     def _sort(self) -> None:
         live = self._pks[: self.n]
@@ -102,6 +107,13 @@ class DenseMap:
                 grown = np.empty(max(2 * len(self._pks), self.n + len(missing), 1024), dtype=np.int64)
                 grown[: self.n] = self._pks[: self.n]
                 self._pks = grown
+            if self._offset is not None and not (
+                int(missing[0]) == self._offset + self.n
+                and int(missing[-1]) - int(missing[0]) == len(missing) - 1
+            ):
+                self._offset = None
+            if self.n == 0 and int(missing[-1]) - int(missing[0]) == len(missing) - 1:
+                self._offset = int(missing[0])
             self._pks[self.n : self.n + len(missing)] = missing
             for offset, pk in enumerate(missing.tolist()):
                 self._recent[pk] = self.n + offset
@@ -115,6 +127,8 @@ class DenseMap:
         """Customer ids of dense numbers."""
         if not numbers:
             return BitMap()
+        if self._offset is not None:
+            return numbers.shift(self._offset)
         return bitmap_of(self._pks[numbers_of(numbers)])
 
 
