@@ -22,6 +22,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("seed.py", ["--customers", "100000"], ["--customers", "20000"]),
     ("customer_list.py", ["--customers", "1000000"], ["--customers", "100000"]),
     ("callbacks.py", ["--count", "20000"], ["--count", "3000", "--rounds", "2", "--wsgi-count", "1000"]),
+    ("segments.py", ["--customers", "1000000"], ["--customers", "100000"]),
     ("sync.py", ["--customers", "100000"], ["--quick"]),
     ("welcome.py", ["--adds", "5000"], ["--adds", "300", "--customers", "5000"]),
     (

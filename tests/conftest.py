@@ -34,6 +34,17 @@ def _default_language() -> Iterator[None]:
     translation.deactivate()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_segment_indexes() -> Iterator[None]:
+    """Segment indexes live in the process; a test's rolled-back rows (and reused ids) must not leak into the
+    next test's index."""
+    from siyu.segments import engine
+
+    engine.reset()
+    yield
+    engine.reset()
+
+
 @dataclass
 class World:
     """A corp with a small org chart and one console user per role.

@@ -19,6 +19,7 @@ from siyu.customers.models import FollowRelation
 from siyu.customers.services import create_custom_field
 from siyu.groups.models import GroupChat, GroupCode, GroupCodeEntry
 from siyu.offline.importing import upload_import
+from siyu.segments.services import SegmentInput, create_segment
 from siyu.tags.rules import RuleInput, save_tagging_rule
 from siyu.tags.services import create_tag_group
 from tests.api.conftest import BASE, ApiClient
@@ -114,6 +115,7 @@ def _calls(world, book) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
     """A real request for every documented operation: path parameters and a body that succeed."""
     relation = FollowRelation.objects.get(customer=book.shared, staff=world.wang)
     spare = create_tag_group(corp=world.corp, name="可删", tag_names=["甲", "乙"])
+    segment = create_segment(corp=world.corp, data=SegmentInput(name="女客户", text="gender:female"))
     set_corp_credentials(corp=world.corp, secret="app-secret", token="", aes_key="")
     broadcast = create_broadcast(
         actor=world.operator,
@@ -135,6 +137,7 @@ def _calls(world, book) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
         "tag_id": book.new.pk,
         "staff_id": world.wang.pk,
         "department_id": world.east.pk,
+        "segment_id": segment.pk,
     }
     rule = save_tagging_rule(
         corp=world.corp, data=RuleInput(name="入群", kind="group_join", tag_ids=[book.vip.pk], config={})
@@ -186,6 +189,19 @@ def _calls(world, book) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
         ("get", "/api/v1/staff/{staff_id}"): (ids, None),
         ("get", "/api/v1/departments"): (ids, None),
         ("get", "/api/v1/departments/{department_id}"): (ids, None),
+        ("post", "/api/v1/customers/{customer_id}/events"): (ids, {"kind": "visited", "external_id": "v1"}),
+        ("get", "/api/v1/segments"): (ids, None),
+        ("post", "/api/v1/segments"): (ids, {"name": "北京", "text": "gender:male"}),
+        ("post", "/api/v1/segments/evaluate"): (ids, {"text": "gender:female", "sample": 3}),
+        ("get", "/api/v1/segments/{segment_id}"): (ids, None),
+        ("patch", "/api/v1/segments/{segment_id}"): (ids, {"name": "女性客户"}),
+        ("get", "/api/v1/segments/{segment_id}/count"): (ids, None),
+        ("get", "/api/v1/segments/{segment_id}/members"): (ids, None),
+        ("post", "/api/v1/segments/{segment_id}/overrides"): (
+            ids,
+            {"customer_ids": [book.shared.pk], "mode": "include"},
+        ),
+        ("delete", "/api/v1/segments/{segment_id}"): (ids, None),
         ("get", "/api/v1/broadcasts"): (ids, None),
         ("post", "/api/v1/broadcasts"): (ids, message),
         ("get", "/api/v1/broadcasts/{broadcast_id}"): (ids, None),

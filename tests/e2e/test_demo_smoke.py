@@ -214,6 +214,13 @@ def test_siyu_demo_is_a_living_wecom_connected_corp(demo: Demo) -> None:
         assert fresh, newest
         timeline = api.get(f"/customers/{fresh[0]['id']}/timeline").json()["items"]
         assert ("added", "wecom") in {(e["kind"], e["source"]) for e in timeline}, timeline
+        # and the demo's segments count the live data, the example among them
+        segments = {s["name"]: s for s in api.get("/segments").json()}
+        assert len(segments) == 5, segments
+        example = segments["北京女性·近30天未购买"]
+        assert example["text"] == "tag:北京 AND tag:女 AND NOT purchased(30d)"
+        counted = api.post("/segments/evaluate", json={"text": "北京 AND 女 AND NOT purchased(30d)"}).json()
+        assert counted["count"] == api.get(f"/segments/{example['id']}/count").json()["count"] > 0
 
     # when Ctrl-C
     os.kill(demo.process.pid, signal.SIGINT)

@@ -262,6 +262,24 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0 if run.status == SyncRun.Status.DONE else 1
 
 
+def cmd_segments_rebuild(args: argparse.Namespace) -> int:
+    """Rebuild segment indexes from the tables and save them (every process loads the new copy)."""
+    _setup_django()
+    from siyu.corps.models import Corp
+    from siyu.segments.upkeep import rebuild_indexes
+
+    corp_id = None
+    if args.corp:
+        corp = Corp.objects.filter(corpid=args.corp).first()
+        if corp is None:
+            return _fail(f"no corp with corpid {args.corp!r}")
+        corp_id = corp.pk
+    started = time.monotonic()
+    done = rebuild_indexes(corp_id=corp_id)
+    print(f"rebuilt {done} segment index(es) in {time.monotonic() - started:.1f} s")
+    return 0
+
+
 # --- parser ---------------------------------------------------------------------------------------------
 
 
@@ -351,6 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corp", required=True, help="corpid")
     p.add_argument("--full", action="store_true", help="departments, staff, tags, customers and groups")
     p.set_defaults(func=cmd_sync)
+
+    segments = sub.add_parser("segments", help="segment indexes").add_subparsers(
+        dest="segments_command", required=True, metavar="COMMAND"
+    )
+    p = segments.add_parser("rebuild", help="rebuild segment indexes from the tables (all corps, or --corp)")
+    p.add_argument("--corp", metavar="CORPID", help="only this corp")
+    p.set_defaults(func=cmd_segments_rebuild)
 
     p = sub.add_parser("manage", help="Django's own commands (siyu manage migrate, shell, …)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -590,6 +590,10 @@ def _ensure_demo_corp(args: argparse.Namespace) -> Corp:
 
         made = seed_channels(corp=corp, channels=DEMO_CHANNELS)
         print(f"  {len(made)} channels with their history attributed", flush=True)
+        from siyu.segments.demo import seed_segments
+
+        segments = seed_segments(corp=corp)
+        print(f"  {len(segments)} segments, e.g. {segments[0].text}" if segments else "", flush=True)
     else:
         print("· demo data already loaded (delete var/ to start over)", flush=True)
     # The simulator's public, fixed credentials: the demo corp talks to nothing but the local simulator.

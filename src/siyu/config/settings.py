@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "siyu.groups",
     "siyu.offline",
     "siyu.wecom",
+    "siyu.segments",
     "siyu.channels",
     "siyu.broadcasts",
     "siyu.console",
@@ -235,6 +236,21 @@ SIYU = {
     # Reconciliation (a diff against WeCom that repairs missed callbacks) runs this many hours after the last
     # sync; 0 turns the schedule off. Each run reads every relation once, so a few times a day is plenty.
     "SYNC_RECONCILE_HOURS": float(env("SIYU_SYNC_RECONCILE_HOURS", "6")),
+    # Segments (siyu.segments). A process answers from its in-memory index after reading the timeline events
+    # appended since; it reads them at most this often (P6 asks for a tag change in counts within 5 s).
+    "SEGMENT_FRESH_SECONDS": float(env("SIYU_SEGMENT_FRESH_SECONDS", "1")),
+    # An event id skipped by the tail (its transaction not yet committed) is looked for this long; the
+    # longest transaction that appends events (a sync page, a seed batch) takes seconds, so 10 minutes is
+    # ample. The periodic rebuild repairs anything later.
+    "SEGMENT_GAP_SECONDS": float(env("SIYU_SEGMENT_GAP_SECONDS", "600")),
+    # Dynamic segments are re-evaluated (entered/exited events, the count trend) this often by the worker.
+    "SEGMENT_REFRESH_SECONDS": float(env("SIYU_SEGMENT_REFRESH_SECONDS", "60")),
+    # The worker saves a corp's index to the database when it changed and its last copy is this old, so a
+    # process that starts loads it and reads only the events since.
+    "SEGMENT_SNAPSHOT_SECONDS": float(env("SIYU_SEGMENT_SNAPSHOT_SECONDS", "300")),
+    # A full rebuild from the tables runs this often (hours; 0: never) as a safety net for changes that
+    # reached the tables without a timeline event.
+    "SEGMENT_REBUILD_HOURS": float(env("SIYU_SEGMENT_REBUILD_HOURS", "24")),
 }
 # Where WeCom's API lives; point it at the simulator (siyu simulator) for demos and tests.
 WECOM_API_BASE = env("WECOM_API_BASE", "https://qyapi.weixin.qq.com/cgi-bin/")

@@ -20,6 +20,7 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("customers/", include("siyu.customers.urls")),
+    path("segments/", include("siyu.segments.urls")),
     path("tags/rules/", include("siyu.tags.rule_urls")),
     path("tags/", include("siyu.tags.urls")),
     path("channels/", include("siyu.channels.urls")),

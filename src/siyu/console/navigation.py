@@ -33,6 +33,7 @@ class NavItem:
 ENTRIES = [
     NavEntry(_("Customers"), "customers:list", section="customers:"),
     NavEntry(_("Tags"), "tags:list", section="tags:"),
+    NavEntry(_("Segments"), "segments:list", section="segments:"),
     NavEntry(_("Offline members"), "offline:member_list", section="offline:"),
     NavEntry(_("Channels"), "channels:list", section="channels:"),
     NavEntry(

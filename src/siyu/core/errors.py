@@ -18,6 +18,13 @@ class ErrorCode(StrEnum):
     PAGE_TOO_LARGE = "page_too_large"
     BAD_CURSOR = "bad_cursor"
     UNAUTHENTICATED = "unauthenticated"
+    # Segment expressions (siyu.segments)
+    EXPRESSION_SYNTAX = "expression_syntax"
+    UNKNOWN_CONDITION = "unknown_condition"
+    WRONG_OPERATOR = "wrong_operator"
+    AMBIGUOUS_TAG = "ambiguous_tag"
+    UNKNOWN_DEPARTMENT = "unknown_department"
+    SEGMENT_REFERENCES_DELETED_TAG = "segment_references_deleted_tag"
     # Mass messages: refused before anything is sent.
     EMPTY_AUDIENCE = "empty_audience"
     TEXT_TOO_LONG = "text_too_long"

@@ -77,6 +77,8 @@ DEPARTMENTS: list[tuple[int, str, int | None]] = [
 ]
 STAFF_COUNT = 30
 MAX_RELATIONS = 3  # staff relations per customer: 1 (70%), 2 (22%) or 3 (8%)
+# Share of demo customers with purchases (the segments' "NOT purchased(30d)" needs some).
+PURCHASE_PERCENT = 35
 STATES = ["ch_store", "ch_ad", "ch_referral", "ch_expo", "ch_mp", ""]  # contact-way states (channels)
 ADD_WAYS = [1, 1, 1, 2, 3, 16, 201]  # scan QR (most), search mobile, card share, …, assigned
 MOBILE_PREFIXES = ("138", "139", "186", "158", "177", "135")
@@ -611,6 +613,7 @@ class _Generator:
                 # for the tag events)
                 added_at = min(end - 3600, added_at + 3600 * (1 + below(24 * 20 - 1)))
             customer_tags.extend((corp_id, customer_id, tag_id) for tag_id in on_customer)
+            self._purchases(events, i, customer_id, followers[0][0], first_add, end, ts, as_json)
             # As customers.services.build_search_text: name, remarks, remark mobiles.
             search_text = " ".join(p for p in search_parts if p).lower()
             first_text = ts(first_add)
@@ -619,6 +622,33 @@ class _Generator:
                 as_json(custom_fields), ts(last_added), search_text, first_text, first_text,
             ))  # fmt: skip
         return rows
+
+    def _purchases(
+        self,
+        events: list[tuple[Any, ...]],
+        i: int,
+        customer_id: int,
+        staff_id: int,
+        first_add: int,
+        end: int,
+        ts: Callable[[int], Any],
+        as_json: Callable[[str], Any],
+    ) -> None:
+        """Purchases reported by a shop (``customers.behaviour``): about a third of customers, 1–3 each, after
+        they were added, credited to the staff member who added them first. Drawn from a hash of the
+        customer's number, not the random stream, so the rest of a seed stays as it was."""
+        mixed = (i * 2654435761) % 2**32
+        if mixed % 100 >= PURCHASE_PERCENT:
+            return
+        window = max(1, end - 3600 - first_add)
+        for k in range(1 + (mixed >> 8) % 3):
+            at = ts(first_add + ((mixed >> 4) * (k + 1) * 7919) % window)
+            amount = 19 + ((mixed >> 12) + 97 * k) % 480
+            events.append((
+                self.corp_id, customer_id, staff_id, Event.Kind.PURCHASED.value, at, Event.Source.SEED.value,
+                as_json(f'{{"amount": "{amount}.00", "external_id": "demo-{i}-{k}"}}'),
+                f"seed:c{customer_id:012d}:purchased:{k}", at,
+            ))  # fmt: skip
 
 
 def _default_until() -> dt.datetime:

@@ -1,0 +1,1 @@
+"""Segments (分群): audience expressions, their bitmap index and evaluation, dynamic and snapshot segments."""
