@@ -58,7 +58,9 @@ def test_the_wecom_sweeps_are_registered():
     assert {"wecom.inbox_sweep", "wecom.outbox_sweep", "wecom.sync_sweep"} <= names
 
 
-def test_beat_thread_stops():
+def test_beat_thread_stops(jobs):
+    # an empty registry: the thread's first tick must not enqueue real jobs on a connection of its own, whose
+    # commits the test's rollback would not undo (later tests would find the tasks queued)
     beat = scheduler.Beat(tick=0.05)
     beat.start()
     beat.stop()

@@ -2,14 +2,16 @@
 batch commits, failures refused (→ 503) without losing or doubling anything.
 
 PostgreSQL only (the committer is psycopg's asynchronous connection); committed data: ``transaction=True``.
-Each test runs its coroutines in one event loop (``asyncio.run``) and looks at the database outside it.
+Each test runs its coroutines in one event loop (``asyncio.run`` on a thread of its own: the browser tests'
+Playwright keeps a loop running on the main thread) and looks at the database outside it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -50,7 +52,13 @@ def _with_committer(body: Callable[[AsyncGroupCommitter], Awaitable[Any]], **opt
         finally:
             await committer.stop()
 
-    return asyncio.run(main())
+    return _run(main())
+
+
+def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """``asyncio.run`` on a thread of its own: a loop may already run on this one (Playwright leaves one)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 async def _outcomes(committer: AsyncGroupCommitter, corp_id: int, plaintexts: list[bytes]) -> list[Any]:
@@ -185,7 +193,7 @@ def test_stopping_commits_what_waits_and_refuses_what_comes_after():
         )
         return [w.result() for w in waiting], late[0]
 
-    stored, late = asyncio.run(main())
+    stored, late = _run(main())
     assert [s.created for s in stored] == [True] * 5
     assert isinstance(late, NotStored)
     assert InboxEvent.objects.for_corp(corp).count() == 5
