@@ -97,6 +97,42 @@ def test_compose_preview_send_detail(client: Client, world: World, audience) -> 
     assert 'data-testid="progress-planned">3<' in detail
 
 
+def test_the_self_refreshing_part_of_the_detail_page_carries_the_actions_of_the_moment(
+    client: Client, world: World, audience
+) -> None:
+    # given a mass message sent but not yet planned by the worker, its page open in the browser
+    tag, _tagged = audience
+    login(client, "operator1")
+    _compose(client, tag)
+    broadcast = Broadcast.objects.for_corp(world.corp).get()
+    client.post(f"/broadcasts/{broadcast.pk}/send/")
+
+    def refreshed() -> str:
+        return client.get(f"/broadcasts/{broadcast.pk}/", HTTP_HX_REQUEST="true").content.decode()
+
+    # then its refresh offers to cancel, but nobody can be reminded yet and there is no list to download
+    before = refreshed()
+    assert 'data-testid="cancel-broadcast"' in before
+    assert 'data-testid="remind-all"' not in before and 'data-testid="detail-csv"' not in before
+    # when the worker has planned it and WeCom holds the parts, waiting for the staff
+    assert execute_broadcast(broadcast_id=broadcast.pk) == "sent"
+    BroadcastPart.objects.filter(broadcast=broadcast).update(status=BroadcastPart.Status.WAITING, msgid="m")
+    # then the next refresh (not only a reload) brings the reminder and the list
+    waiting = refreshed()
+    assert 'data-testid="remind-all"' in waiting and 'data-testid="detail-csv"' in waiting
+    assert 'data-testid="cancel-broadcast"' in waiting
+    # when every part is sent and the message is done
+    BroadcastPart.objects.filter(broadcast=broadcast).update(status=BroadcastPart.Status.SENT)
+    Broadcast.objects.filter(pk=broadcast.pk).update(status=Broadcast.Status.DONE)
+    # then the page keeps the list but offers no reminder nor cancel
+    done = client.get(f"/broadcasts/{broadcast.pk}/").content.decode()
+    assert 'data-testid="detail-csv"' in done
+    assert 'data-testid="remind-all"' not in done and 'data-testid="cancel-broadcast"' not in done
+    # and a staff member reading it gets no actions at all
+    liu = login(Client(), "liu").get(f"/broadcasts/{broadcast.pk}/").content.decode()
+    assert 'data-testid="broadcast-actions"' not in liu
+
+
 def test_bad_input_is_shown_next_to_the_form(client: Client, world: World, audience) -> None:
     tag, _tagged = audience
     login(client, "operator1")
