@@ -99,44 +99,46 @@ def test_segment_to_mass_message_to_deliveries(page: Page, live_server: Any, set
         msg_confirm_share=0.0,
     ) as env:
         sim = env.sim
-        # given the simulated corp synced into Siyu, and an operator
-        _synced(env)
-        create_console_user(corp=env.corp, username="ops", password=PASSWORD, role=Role.OPERATOR)
         customers = sorted(sim.state.customers.values(), key=lambda c: c.external_userid)
         single = [c for c in customers if len(c.follows) == 1]
         several = [c for c in customers if len(c.follows) > 1]
-        # 14 北京 women (two of them follow a single staff member and will delete them), 3 北京 men, 3 women
-        # elsewhere; the others carry neither tag
+        # given 14 北京 women (two of them follow a single staff member, and will delete them), 3 北京 men and
+        # 3 women elsewhere; the others carry neither tag
         leaving = single[:2]
         women_of_beijing = leaving + several[:4] + single[2:10]
         beijing_only, women_only = single[10:13], single[13:16]
         assert len(women_of_beijing) == 14 and len(women_only) == 3, "the simulated corp is too small"
-
-        # and, in WeCom, the admin creates the tags and the staff mark their customers in the client
+        # and in WeCom the admin created the tags, and one staff member of each customer marked them
         beijing = sim.actions.console_create_tag(name="北京", group_name="地区")["tag_id"]
         female = sim.actions.console_create_tag(name="女", group_name="性别")["tag_id"]
-        marked = 0
-        for group, tags in (
-            (women_of_beijing, [beijing, female]),
-            (beijing_only, [beijing]),
-            (women_only, [female]),
-        ):
-            for customer in group:
-                for userid in customer.follows:
-                    sim.actions.tag_in_client(userid=userid, external_userid=customer.external_userid, add_tag=tags)
-                    marked += 1
-        # each of those reaches Siyu as a callback (two per new tag and its group, one per marking)
-        env.deliver(minimum=4 + marked)
-        env.work()
+        marked = [
+            sim.actions.tag_in_client(
+                userid=next(iter(customer.follows)), external_userid=customer.external_userid, add_tag=tags
+            )
+            for group, tags in (
+                (women_of_beijing, [beijing, female]),
+                (beijing_only, [beijing]),
+                (women_only, [female]),
+            )
+            for customer in group
+        ]
+        # and all of it synced into Siyu when the corp was connected (its earlier callbacks, two per new tag
+        # and group and one per marking, are not delivered: the full sync reads that state), and an operator
+        assert len(env.receiver.wait_for(4 + len(marked))) == 4 + len(marked)
+        env.forwarded = 4 + len(marked)
+        _synced(env)
+        create_console_user(corp=env.corp, username="ops", password=PASSWORD, role=Role.OPERATOR)
         # and later two of the 北京 women delete the one staff member they had
         for customer in leaving:
             (userid,) = customer.follows
             env.act("customer_deletes_staff", external_userid=customer.external_userid, userid=userid)
         corp = env.corp
         leavers = _ids(corp, [c.external_userid for c in leaving])
-        assert not FollowRelation.objects.for_corp(corp).filter(
-            customer_id__in=list(leavers), status=FollowRelation.Status.ACTIVE
-        ).exists()
+        assert (
+            not FollowRelation.objects.for_corp(corp)
+            .filter(customer_id__in=list(leavers), status=FollowRelation.Status.ACTIVE)
+            .exists()
+        )
 
         # and purchases reported by the shop: two 北京 women bought 3 days ago, one 45 days ago (still in)
         targets = _ids(corp, [c.external_userid for c in women_of_beijing])
@@ -178,7 +180,9 @@ def test_segment_to_mass_message_to_deliveries(page: Page, live_server: Any, set
         page.get_by_test_id("palette-and-not").click()
         expect(text).to_have_value("北京 AND 女 AND NOT purchased(30d)")
         expect(page.get_by_test_id("live-count")).to_have_text(str(len(segment_members)))
-        expect(page.get_by_test_id("canonical-text")).to_have_text("tag:北京 AND tag:女 AND NOT purchased(30d)")
+        expect(page.get_by_test_id("canonical-text")).to_have_text(
+            "tag:北京 AND tag:女 AND NOT purchased(30d)"
+        )
         page.locator("input[name=name]").fill("北京女士未购")
         page.get_by_test_id("save-segment").click()
         expect(page.get_by_test_id("segment-name")).to_contain_text("北京女士未购")
@@ -246,7 +250,9 @@ def test_segment_to_mass_message_to_deliveries(page: Page, live_server: Any, set
         expect(page.get_by_test_id("progress-planned")).to_have_text(str(len(recipients)))
         expect(page.get_by_test_id("progress-sent")).to_have_text("0")
         expect(page.get_by_test_id("detail-skipped")).to_contain_text(f"已不是好友 {len(leavers)}")
-        expect(page.get_by_test_id("detail-skipped")).to_contain_text(f"超过企业微信接收上限 {len(over_quota)}")
+        expect(page.get_by_test_id("detail-skipped")).to_contain_text(
+            f"超过企业微信接收上限 {len(over_quota)}"
+        )
 
         # when the operator reminds the staff, and the worker sends the reminders to WeCom
         page.get_by_test_id("remind-all").click()
