@@ -2,10 +2,10 @@
 live count, sends a mass message to that segment after reading the preview's skip reasons (and downloading the
 list), and watches the simulated staff confirm and the deliveries arrive from the WeCom simulator.
 
-The corp lives in the simulator: it is synced into Siyu, then its admin creates the tags 北京 and 女 and the
-staff mark customers with them in their clients, and two customers delete the staff member they followed —
-each of these reaches Siyu as an encrypted callback through the real receiver and inbox. Purchases arrive as
-behaviour events; three customers already got a mass message today under a one-per-day WeCom quota.
+The corp lives in the simulator, its customers marked 北京 and 女 by the staff in their clients, and is synced
+into Siyu; then two customers delete the staff member they followed, which reaches Siyu as encrypted callbacks
+through the real receiver and inbox. Purchases arrive as behaviour events; three customers already got a mass
+message today under a one-per-day WeCom quota.
 
 The worker's steps (the queued tasks, the outbox, the poll of WeCom the beat schedules) run in the test body
 between looks at the page; the simulated staff confirm by themselves once reminded, after the simulator's
