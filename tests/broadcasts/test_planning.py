@@ -84,3 +84,45 @@ def test_not_friends_resigned_staff_and_exclusions_are_skipped(world: World) -> 
     assert plan.skipped[BroadcastSkip.Reason.NOT_FRIEND] == BitMap([gone.pk, orphan.pk])
     assert plan.skipped[BroadcastSkip.Reason.EXCLUDED] == BitMap([excluded.pk])
     assert plan.summary()["recipients"] == 1 and plan.summary()["audience"] == 4
+
+
+def test_the_relations_read_in_bulk_are_the_rows_of_the_corp_to_the_millisecond(world: World) -> None:
+    from siyu.broadcasts.planning import active_relations, last_chats
+    from siyu.customers.models import FollowRelation
+
+    # given relations of the corp (one of them ended), one of another corp, and chats
+    ended = _customer(world, "已删除", world.wang)
+    end_follow_relation(relation=ended.relations.get(), by="customer", source=Event.Source.SYNC)
+    both = _customer(world, "两位", world.wang, world.liu)
+    one = _customer(world, "一位", world.liu)
+    stranger = factories.make_staff(world.other_corp, "外人")
+    factories.follow(factories.make_customer(world.other_corp, "别家客户"), stranger)
+    for staff, minutes in ((world.wang, 1), (world.liu, 2)):
+        record_event(
+            corp_id=world.corp.pk,
+            customer_id=both.pk,
+            staff_id=staff.pk,
+            kind=Event.Kind.CHATTED,
+            source=Event.Source.WECOM,
+            occurred_at=START + dt.timedelta(minutes=minutes, microseconds=123_456),
+        )
+    # when they are read as columns
+    found = active_relations(world.corp)
+    # then they are the corp's active relations, times in Unix milliseconds
+    expected = sorted(
+        (r.customer_id, r.staff_id, int(r.added_at.timestamp() * 1000))
+        for r in FollowRelation.objects.for_corp(world.corp).filter(status=FollowRelation.Status.ACTIVE)
+    )
+    assert (
+        sorted(zip(found.customer.tolist(), found.staff.tolist(), found.time.tolist(), strict=True))
+        == expected
+    )
+    assert {c for c, _s, _t in expected} == {both.pk, one.pk}
+    # and each customer's last chat is the latest one, with its staff member
+    chats = last_chats(world.corp)
+    last_ms = int((START + dt.timedelta(minutes=2, microseconds=123_456)).timestamp() * 1000)
+    assert (chats.customer.tolist(), chats.staff.tolist(), chats.time.tolist()) == (
+        [both.pk],
+        [world.liu.pk],
+        [last_ms],
+    )
