@@ -51,9 +51,9 @@ PENDING_GRACE = dt.timedelta(minutes=1)
 # predate Siyu's channels and are only attributed by ``services.backfill_adds``.
 MISSED_HORIZON = dt.timedelta(hours=24)
 # A relation's end as ``ChannelAdd.ended_by`` says it.
-ENDED_BY = {
-    FollowRelation.Status.DELETED_BY_STAFF: "staff",
-    FollowRelation.Status.DELETED_BY_CUSTOMER: "customer",
+ENDED_BY: dict[str, str] = {
+    FollowRelation.Status.DELETED_BY_STAFF.value: "staff",
+    FollowRelation.Status.DELETED_BY_CUSTOMER.value: "customer",
 }
 
 

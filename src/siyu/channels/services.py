@@ -614,9 +614,9 @@ ADD_COLUMNS = (
     "corp", "relation", "customer", "staff", "channel", "state", "source", "half", "paused", "added_at",
     "welcome_status", "welcome_reason", "recorded_at", "automated_at", "ended_at", "ended_by",
 )  # fmt: skip
-ENDED_BY = {
-    FollowRelation.Status.DELETED_BY_STAFF: "staff",
-    FollowRelation.Status.DELETED_BY_CUSTOMER: "customer",
+ENDED_BY: dict[str, str] = {
+    FollowRelation.Status.DELETED_BY_STAFF.value: "staff",
+    FollowRelation.Status.DELETED_BY_CUSTOMER.value: "customer",
 }
 BACKFILL_REASON = "added before Siyu recorded adds"
 BACKFILL_BATCH = 2000  # relations per query and multi-row insert: a few MB at most

@@ -28,7 +28,7 @@ def fill_ends_and_mark_days(apps, schema_editor):
             ChannelAdd.objects.filter(relation_id=relation_id).update(ended_at=at or added_at, ended_by=by)
     for corp in Corp.objects.all():
         try:
-            tz = ZoneInfo(corp.time_zone)
+            tz: dt.tzinfo = ZoneInfo(corp.time_zone)
         except Exception:
             tz = dt.UTC
         days = set()
