@@ -276,12 +276,13 @@ def rows_for(actor: Actor, query: Query) -> Any:
 
 
 def _aggregates(today: dt.date) -> dict[str, Any]:
-    sums: dict[str, Any] = {name: Sum(name) for name in SUM_FIELDS}
+    # (named apart from the columns: an annotation may not shadow the field it sums)
+    sums: dict[str, Any] = {f"s_{name}": Sum(name) for name in SUM_FIELDS}
     for n in RETENTION:
         # a cohort day's N days have all passed once today is at least N + 1 days later
         matured = Q(day__lte=today - dt.timedelta(days=n + 1))
-        sums[f"cohort_{n}"] = Sum("adds", filter=matured)
-        sums[f"retained_{n}"] = Sum(f"retained_{n}", filter=matured)
+        sums[f"s_cohort_{n}"] = Sum("adds", filter=matured)
+        sums[f"s_retained_{n}"] = Sum(f"retained_{n}", filter=matured)
     return sums
 
 
@@ -290,10 +291,10 @@ def _figures(values: dict[str, Any]) -> Figures:
     for name in SUM_FIELDS:
         if name.startswith("welcome_w"):
             continue
-        setattr(f, name, values.get(name) or 0)
-    f.buckets = [values.get(name) or 0 for name in BUCKET_FIELDS]
-    f.cohort = [values.get(f"cohort_{n}") or 0 for n in RETENTION]
-    f.retained = [values.get(f"retained_{n}") or 0 for n in RETENTION]
+        setattr(f, name, values.get(f"s_{name}") or 0)
+    f.buckets = [values.get(f"s_{name}") or 0 for name in BUCKET_FIELDS]
+    f.cohort = [values.get(f"s_cohort_{n}") or 0 for n in RETENTION]
+    f.retained = [values.get(f"s_retained_{n}") or 0 for n in RETENTION]
     return f
 
 
