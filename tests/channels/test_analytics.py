@@ -164,8 +164,8 @@ def test_the_rollup_counts_what_the_raw_adds_say_as_the_clock_moves(world: World
     a1 = arrive(world.corp, shop, world.wang, day1)
     a2 = arrive(world.corp, shop, world.liu, day1 + dt.timedelta(hours=14, minutes=50))  # 23:50 local
     a3 = arrive(world.corp, shop, world.wang, day1 + dt.timedelta(hours=15, minutes=10))  # 00:10 on the 3rd
-    a4 = arrive(world.corp, None, world.wang, day1 + dt.timedelta(days=1, hours=3))
-    a5 = arrive(world.corp, shop, world.liu, day1 + dt.timedelta(days=2), welcome=False)
+    arrive(world.corp, None, world.wang, day1 + dt.timedelta(days=1, hours=3))
+    arrive(world.corp, shop, world.liu, day1 + dt.timedelta(days=2), welcome=False)
     # and their welcomes go out after 3 s and 15 s, one is refused by WeCom, one is still queued
     welcome_outcome(a1, after=3)
     welcome_outcome(a2, after=15)
