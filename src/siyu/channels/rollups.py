@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from siyu.channels.models import WELCOME_BUCKETS, ChannelAdd, ChannelDay, ChannelDayDirty
+from siyu.core.bulk import insert_rows
 from siyu.core.clock import now
 from siyu.core.timewindows import zone
 from siyu.corps.models import Corp
@@ -168,32 +169,25 @@ def aggregate(adds: Iterable[AddRow], ends: Iterable[EndRow], tz: dt.tzinfo) -> 
     return cells
 
 
-def _rows(corp_id: int, cells: dict[Key, Cell]) -> list[ChannelDay]:
-    rows = []
-    for (day, channel_id, staff_id), c in cells.items():
-        row = ChannelDay(
-            corp_id=corp_id,
-            day=day,
-            channel_id=channel_id,
-            staff_id=staff_id,
-            adds=c.adds,
-            deleted_by_staff=c.deleted_by_staff,
-            deleted_by_customer=c.deleted_by_customer,
-            retained_1=c.retained[0],
-            retained_7=c.retained[1],
-            retained_30=c.retained[2],
-            welcome_sent=c.welcome_sent,
-            welcome_failed=c.welcome_failed,
-            welcome_expired=c.welcome_expired,
-            welcome_not_needed=c.welcome_not_needed,
-            welcome_pending=c.welcome_pending,
-            welcome_seconds=c.welcome_seconds,
-            welcome_timed=c.welcome_timed,
+DAY_COLUMNS = (
+    "corp", "day", "channel", "staff", "adds", "deleted_by_staff", "deleted_by_customer",
+    "retained_1", "retained_7", "retained_30", "welcome_sent", "welcome_failed", "welcome_expired",
+    "welcome_not_needed", "welcome_pending", "welcome_seconds", "welcome_timed",
+    *(f"welcome_w{i}" for i in range(len(WELCOME_BUCKETS) + 1)),
+)  # fmt: skip
+
+
+def _write(corp_id: int, cells: dict[Key, Cell]) -> None:
+    """Insert the cells as rollup rows, set-based (``COPY`` on PostgreSQL for many)."""
+    rows = [
+        (
+            corp_id, day, channel_id, staff_id, c.adds, c.deleted_by_staff, c.deleted_by_customer,
+            *c.retained, c.welcome_sent, c.welcome_failed, c.welcome_expired, c.welcome_not_needed,
+            c.welcome_pending, c.welcome_seconds, c.welcome_timed, *c.buckets,
         )
-        for index, n in enumerate(c.buckets):
-            setattr(row, f"welcome_w{index}", n)
-        rows.append(row)
-    return rows
+        for (day, channel_id, staff_id), c in cells.items()
+    ]  # fmt: skip
+    insert_rows(ChannelDay, DAY_COLUMNS, rows)
 
 
 def rebuild_day(corp: Corp, day: dt.date) -> int:
@@ -209,7 +203,7 @@ def rebuild_day(corp: Corp, day: dt.date) -> int:
             tz,
         )
         ChannelDay.objects.for_corp(corp).filter(day=day).delete()
-        ChannelDay.objects.bulk_create(_rows(corp.pk, cells), batch_size=1000)
+        _write(corp.pk, cells)
         if dirty:
             ChannelDayDirty.objects.filter(pk__in=[d.pk for d in dirty]).delete()
     return len(cells)
@@ -248,7 +242,7 @@ def rebuild(corp: Corp) -> int:
             tz,
         )
         ChannelDay.objects.for_corp(corp).delete()
-        ChannelDay.objects.bulk_create(_rows(corp.pk, cells), batch_size=2000)
+        _write(corp.pk, cells)
         ChannelDayDirty.objects.filter(pk__in=covered).delete()
     return len(cells)
 
