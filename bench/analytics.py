@@ -110,7 +110,7 @@ def generate(adds: int, n_channels: int, n_staff: int, days: int, seed: int) -> 
     span = days * 86400
     staff0, channel0 = staff[0].pk, channels[0].pk
     # i → channel slot (0: none), a staff member among the channel's four, a moment, a welcome, an end.
-    slot = f"((i * 7919 + {seed}) % {n_channels + 1})"
+    slot = f"((i::bigint * 7919 + {seed}) % {n_channels + 1})::int"
     channel_expr = f"CASE WHEN {slot} = 0 THEN NULL ELSE {channel0} + {slot} - 1 END"
     staff_expr = f"{staff0} + (({slot} * 4 + i % 4) % {n_staff})"
     added_expr = f"timestamptz '{start.isoformat()}' + ((i::bigint * {span}) / {adds}) * interval '1 second'"
@@ -128,7 +128,7 @@ def generate(adds: int, n_channels: int, n_staff: int, days: int, seed: int) -> 
         ended = "(i % 5 = 0)"
         # ends within 40 days, and never after now
         ended_at = (
-            f"LEAST(({added_expr}) + ((i * 31) % (40 * 86400)) * interval '1 second', "
+            f"LEAST(({added_expr}) + ((i::bigint * 31) % (40 * 86400)) * interval '1 second', "
             f"timestamptz '{end.isoformat()}' - interval '1 second')"
         )
         _insert_series(
