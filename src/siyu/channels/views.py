@@ -172,7 +172,8 @@ def _upload_kind(content_type: str) -> str:
 
 def _variant_inputs(request: HttpRequest, actor: Actor) -> list[services.VariantInput]:
     """The variants of the welcome editor: text, days, hours; links one per line (title | url | description);
-    files uploaded here become image, video or file attachments."""
+    mini-program cards one per line (title | appid | page) sharing the variant's cover image; files uploaded
+    here become image, video or file attachments."""
     post = request.POST
     count = _int(post.get("variant_count", "0"), "variants", empty=0) or 0
     variants = []
@@ -192,6 +193,7 @@ def _variant_inputs(request: HttpRequest, actor: Actor) -> list[services.Variant
             if len(parts) > 2 and parts[2]:
                 link["desc"] = parts[2]
             attachments.append(link)
+        attachments += _miniprograms(request, actor, prefix)
         for upload in request.FILES.getlist(prefix + "files"):
             content_type = upload.content_type or ""
             kind = _upload_kind(content_type)
@@ -215,6 +217,37 @@ def _variant_inputs(request: HttpRequest, actor: Actor) -> list[services.Variant
             )
         )
     return variants
+
+
+def _miniprograms(request: HttpRequest, actor: Actor, prefix: str) -> list[dict[str, Any]]:
+    """A variant's mini-program cards: one per line (title | appid | page), each with the variant's cover
+    (uploaded now, else the one kept from before; the service refuses a card without one)."""
+    lines = [line for line in request.POST.get(prefix + "miniprograms", "").splitlines() if line.strip()]
+    if not lines:
+        return []
+    cover: Any = request.POST.get(prefix + "mp_cover_kept", "")
+    upload = request.FILES.get(prefix + "mp_cover")
+    if upload is not None:
+        cover = services.add_media_asset(
+            actor=actor,
+            kind=MediaAsset.Kind.IMAGE,
+            filename=upload.name or "cover",
+            content=upload.read(),
+            content_type=upload.content_type or "",
+        ).pk
+    cards = []
+    for line in lines:
+        parts = [p.strip() for p in line.split("|")] + ["", ""]
+        cards.append(
+            {
+                "msgtype": "miniprogram",
+                "title": parts[0],
+                "appid": parts[1],
+                "page": parts[2],
+                "asset_id": cover,
+            }
+        )
+    return cards
 
 
 # ---------- building the form ----------
@@ -244,6 +277,8 @@ class VariantRow:
     end: str = ""
     links: str = ""
     files: list[AttachmentRow] = field(default_factory=list)
+    miniprograms: str = ""
+    mp_cover: AttachmentRow | None = None
 
 
 def _filename(assets: dict[int, MediaAsset], attachment: dict[str, Any]) -> str:
@@ -273,6 +308,7 @@ def _variant_rows(actor: Actor, variants: list[Any]) -> list[VariantRow]:
             for a in variant.attachments
             if a.get("asset_id") and a.get("msgtype") != "miniprogram"
         ]
+        cards = [a for a in variant.attachments if a.get("msgtype") == "miniprogram"]
         rows.append(
             VariantRow(
                 index=i,
@@ -282,6 +318,10 @@ def _variant_rows(actor: Actor, variants: list[Any]) -> list[VariantRow]:
                 end=f"{variant.end:%H:%M}" if variant.end else "",
                 links="\n".join(links),
                 files=files,
+                miniprograms="\n".join(f"{a['title']} | {a['appid']} | {a['page']}" for a in cards),
+                mp_cover=AttachmentRow(value=str(cards[0]["asset_id"]), label=_filename(assets, cards[0]))
+                if cards and cards[0].get("asset_id")
+                else None,
             )
         )
     for extra in range(VARIANT_ROWS_EMPTY):
