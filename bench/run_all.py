@@ -25,6 +25,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("segments.py", ["--customers", "1000000"], ["--customers", "100000"]),
     ("sync.py", ["--customers", "100000"], ["--quick"]),
     ("welcome.py", ["--adds", "5000"], ["--adds", "300", "--customers", "5000"]),
+    ("analytics.py", ["--adds", "500000"], ["--adds", "50000", "--runs", "5"]),
     (
         "broadcast.py",
         ["--customers", "1000000"],

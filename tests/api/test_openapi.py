@@ -237,6 +237,8 @@ def _channels(world) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
         ("post", "/api/v1/channels/{channel_id}/archive"): ({"channel_id": archived}, None),
         ("post", "/api/v1/channels/{channel_id}/duplicate"): (one, None),
         ("get", "/api/v1/channels/{channel_id}/adds"): (one, None),
+        ("get", "/api/v1/channels/{channel_id}/stats"): (one, None),
+        ("get", "/api/v1/channel-stats"): (one, None),
         ("get", "/api/v1/channels/{channel_id}/welcome"): (one, None),
         ("put", "/api/v1/channels/{channel_id}/welcome"): (one, welcome),
         ("put", "/api/v1/welcome-message"): (one, welcome),

@@ -11,7 +11,7 @@ from PIL import Image
 
 from siyu.channels.demo import contact_ways_for_export, seed_channels
 from siyu.channels.handlers import attribute_missed, complete_pending, record_add
-from siyu.channels.models import Channel, ChannelAdd, ChannelTag
+from siyu.channels.models import Channel, ChannelAdd, ChannelDay, ChannelDayDirty, ChannelTag
 from siyu.channels.services import ChannelInput, MemberInput, create_channel
 from siyu.core import clock
 from siyu.corps.access import Actor
@@ -98,6 +98,19 @@ def test_demo_channels_take_the_seeded_history():
         ChannelAdd.objects.for_corp(corp).filter(channel=store).count()
         == relations.filter(state="ch_store").count()
     )
+    # and the analytics rollup counts the whole history: every add, and every relation that ended, by side
+    days = ChannelDay.objects.for_corp(corp)
+    assert relations.exclude(status=FollowRelation.Status.ACTIVE).exists()  # the seed ends some
+    assert sum(days.values_list("adds", flat=True)) == relations.count()
+    assert (
+        sum(days.values_list("deleted_by_staff", flat=True))
+        == relations.filter(status=FollowRelation.Status.DELETED_BY_STAFF).count()
+    )
+    assert (
+        sum(days.values_list("deleted_by_customer", flat=True))
+        == relations.filter(status=FollowRelation.Status.DELETED_BY_CUSTOMER).count()
+    )
+    assert not ChannelDayDirty.objects.for_corp(corp).exists()
     # no contact way exists before the worker pushes one: nothing to export yet
     assert contact_ways_for_export(corp) == []
 

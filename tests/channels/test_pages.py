@@ -3,13 +3,16 @@ and nothing crosses corps."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from PIL import Image
 
-from siyu.channels.models import Channel, ChannelAdd, WelcomeVariant
+from siyu.channels.models import Channel, ChannelAdd, MediaAsset, WelcomeVariant
 from siyu.channels.services import ChannelInput, MemberInput, create_channel
 from siyu.channels.views import parse_schedules
 from siyu.core.errors import Invalid
@@ -81,6 +84,47 @@ def test_a_refused_form_keeps_its_values_and_writes_nothing(world: World):
     assert response.status_code == 400
     html = response.content.decode()
     assert "{nickname}" in html and "门店海报" in html
+    assert not Channel.objects.for_corp(world.corp).exists()
+
+
+def _png() -> SimpleUploadedFile:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 32), "teal").save(buffer, format="PNG")
+    return SimpleUploadedFile("cover.png", buffer.getvalue(), content_type="image/png")
+
+
+def test_a_mini_program_card_is_made_in_the_editor_and_kept_when_edited(world: World):
+    client = login("operator1")
+    # when the operator adds a mini-program card with its cover
+    cards = {"v0_miniprograms": "会员中心 | wx1234567890abcdef | pages/member/index", "v0_mp_cover": _png()}
+    assert client.post("/channels/new/", form(world, **cards)).status_code == 302
+    channel = Channel.objects.for_corp(world.corp).get(name="门店海报")
+    [variant] = WelcomeVariant.objects.for_corp(world.corp).filter(message__channel=channel)
+    card = variant.attachments[1]
+    assert {k: card[k] for k in ("msgtype", "title", "appid", "page")} == {
+        "msgtype": "miniprogram",
+        "title": "会员中心",
+        "appid": "wx1234567890abcdef",
+        "page": "pages/member/index",
+    }
+    assert MediaAsset.objects.for_corp(world.corp).get(pk=card["asset_id"]).kind == MediaAsset.Kind.IMAGE
+    # then the edit form shows it, and saving it unchanged keeps the card and its cover
+    edit = client.get(f"/channels/{channel.pk}/edit/").content.decode()
+    assert "会员中心 | wx1234567890abcdef | pages/member/index" in edit
+    kept = {"v0_miniprograms": "会员中心 | wx1234567890abcdef | pages/member/index"}
+    kept["v0_mp_cover_kept"] = str(card["asset_id"])
+    assert client.post(f"/channels/{channel.pk}/edit/", form(world, **kept)).status_code == 302
+    variant = WelcomeVariant.objects.for_corp(world.corp).get(message__channel=channel)
+    assert variant.attachments[1]["asset_id"] == card["asset_id"]
+
+
+def test_a_mini_program_card_without_a_cover_is_refused_with_its_reason(world: World):
+    client = login("operator1")
+    response = client.post(
+        "/channels/new/", form(world, v0_miniprograms="会员中心 | wx1234567890abcdef | pages/member/index")
+    )
+    assert response.status_code == 400
+    assert "会员中心 | wx1234567890abcdef" in response.content.decode()
     assert not Channel.objects.for_corp(world.corp).exists()
 
 

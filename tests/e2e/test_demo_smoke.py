@@ -363,8 +363,19 @@ def test_in_the_demo_a_new_channel_fills_up_rotates_within_caps_welcomes_and_tag
         )
         assert welcomed >= len(settled), (welcomed, settled)
 
-        # and the channel's page shows them with their welcome sent
+        # and the channel's page shows them with their welcome sent, in its analytics and charts, which move
+        # as more customers arrive
         page.reload()
+        expect(page.get_by_test_id("stats-line")).to_have_attribute("data-rendered", "1")
+        expect(page.get_by_test_id("stats-bars")).to_have_attribute("data-rendered", "1")
+        shown = int(page.get_by_test_id("stat-adds").inner_text())
+        assert shown >= len(settled), (shown, settled)
+        deadline = time.monotonic() + CHANNEL_TIMEOUT
+        while int(page.get_by_test_id("stat-adds").inner_text()) == shown and time.monotonic() < deadline:
+            time.sleep(2)
+            page.reload()
+        assert int(page.get_by_test_id("stat-adds").inner_text()) > shown
+        expect(page.get_by_test_id("stats-line")).to_have_attribute("data-rendered", "1")
         expect(page.get_by_test_id(f"add-{settled[0][0]}").get_by_test_id("add-welcome")).to_contain_text(
             "已发送"
         )

@@ -86,6 +86,27 @@ def test_full_sync_matches_the_simulator(settings):
             assert customer.last_added_at == max(r.added_at for r in relations)
 
 
+def test_a_full_sync_marks_who_has_customer_contact(settings):
+    with simulated_wecom(settings, customers=20, staff=6) as env:
+        # given a member WeCom gives no customer contact, and one Siyu wrongly thinks has none
+        members = sorted(env.sim.state.staff.values(), key=lambda m: m.userid)
+        members[0].customer_contact = False
+        run = start_sync(corp=env.corp, kind=SyncRun.Kind.FULL, enqueue=False)
+        assert run_sync(run.pk).run.status == SyncRun.Status.DONE
+        Staff.objects.for_corp(env.corp).filter(userid=members[1].userid).update(has_contact_permission=False)
+        # when the corp is synced again
+        run = start_sync(corp=env.corp, kind=SyncRun.Kind.FULL, enqueue=False)
+        assert run_sync(run.pk).run.status == SyncRun.Status.DONE
+        # then Siyu's flags are WeCom's follow-user list
+        flagged = set(
+            Staff.objects.for_corp(env.corp)
+            .filter(has_contact_permission=True)
+            .values_list("userid", flat=True)
+        )
+        assert flagged == set(env.sim.state.follow_users())
+        assert members[0].userid not in flagged and members[1].userid in flagged
+
+
 def _run_to_end(run_id: int, **kwargs) -> SyncRun:
     while True:
         turn = run_sync(run_id, **kwargs)

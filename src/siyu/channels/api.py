@@ -9,7 +9,7 @@ from ninja import Field, Router, Schema
 from ninja.responses import Status
 
 from siyu.api.schemas import ERRORS, BodyId, StaffRef, current_actor
-from siyu.channels import selectors, services
+from siyu.channels import selectors, services, stats
 from siyu.channels.models import Channel, ChannelAdd, WelcomeVariant
 from siyu.corps.access import Actor
 
@@ -231,6 +231,68 @@ def _variants(payload: WelcomeIn) -> list[services.VariantInput]:
     ]
 
 
+class FiguresOut(Schema):
+    adds: int
+    deleted_by_staff: int
+    deleted_by_customer: int
+    deletions: int
+    net: int = Field(description="Adds less deletions.")
+    retention_1d: float | None = Field(
+        description="Of the adds whose first day has passed, the share still friends after it; null: none."
+    )
+    retention_7d: float | None
+    retention_30d: float | None
+    cohort_1d: int = Field(description="Adds whose first day has passed (retention_1d's denominator).")
+    cohort_7d: int
+    cohort_30d: int
+    welcome_sent: int
+    welcome_failed: int = Field(description="Refused by WeCom or failed.")
+    welcome_expired: int
+    welcome_not_needed: int = Field(description="No welcome code from WeCom, none configured, not connected.")
+    welcome_pending: int
+    welcome_rate: float | None = Field(description="sent / (sent + failed + expired); null: none tried.")
+    welcome_median_seconds: float | None = Field(
+        description="Median seconds from the callback to WeCom accepting the welcome (from a histogram)."
+    )
+    welcome_mean_seconds: float | None
+
+
+class StatsRowOut(Schema):
+    key: str = Field(
+        description="A period's first day (ISO date), or a channel / staff id (empty: other / unknown)."
+    )
+    label: str
+    figures: FiguresOut
+
+
+class StatsOut(Schema):
+    start: dt.date
+    end: dt.date
+    granularity: str = Field(description="day or week (ISO weeks, keyed by their Monday).")
+    breakdown: str = Field(description="channel or staff: what by_key is per.")
+    pending_days: int = Field(description="Days still being counted by the worker (numbers may lag).")
+    total: FiguresOut
+    by_period: list[StatsRowOut]
+    by_key: list[StatsRowOut]
+
+    @classmethod
+    def of(cls, result: stats.Stats) -> StatsOut:
+        def row(r: stats.Row) -> StatsRowOut:
+            return StatsRowOut(key=r.key, label=r.label, figures=FiguresOut(**r.figures.as_dict()))
+
+        q = result.query
+        return cls(
+            start=q.start,
+            end=q.end,
+            granularity=q.granularity,
+            breakdown=q.breakdown,
+            pending_days=result.pending_days,
+            total=FiguresOut(**result.total.as_dict()),
+            by_period=[row(r) for r in result.periods],
+            by_key=[row(r) for r in result.breakdown],
+        )
+
+
 # ---- endpoints -------------------------------------------------------------------------------------------
 
 
@@ -347,3 +409,55 @@ def set_default_welcome(request: HttpRequest, payload: WelcomeIn) -> WelcomeIn:
     actor = current_actor(request)
     services.save_welcome_message(actor=actor, channel=None, variants=_variants(payload))
     return WelcomeIn(variants=[VariantIO.of(v) for v in selectors.welcome_variants(actor.corp.pk, None)])
+
+
+@router.get("/channel-stats", response={200: StatsOut, **ERRORS}, summary="Channel analytics")
+def channel_stats(
+    request: HttpRequest,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    granularity: str = "day",
+    breakdown: str = "channel",
+    group_id: int | None = None,
+    channel: str = "",
+) -> StatsOut:
+    """Adds, deletions, net, retention after 1/7/30 days and welcome outcomes of the channels the caller may
+    see, per day or ISO week and per channel or staff member, from the daily rollup (the corp's days; the
+    last 30 days by default). ``channel``: a channel's id, or ``unknown`` for adds of no channel."""
+    actor = current_actor(request)
+    channel_id = _channel(actor, int(channel)).pk if channel.isdigit() else None
+    query = stats.make_query(
+        actor,
+        start=start,
+        end=end,
+        granularity=granularity,
+        breakdown=breakdown,
+        group_id=group_id,
+        channel_id=channel_id,
+        unknown_only=channel == "unknown",
+    )
+    return StatsOut.of(stats.stats(actor, query))
+
+
+@router.get(
+    "/channels/{channel_id}/stats", response={200: StatsOut, **ERRORS}, summary="A channel's analytics"
+)
+def one_channel_stats(
+    request: HttpRequest,
+    channel_id: int,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    granularity: str = "day",
+) -> StatsOut:
+    """The channel's figures per day or ISO week and per staff member (see ``/channel-stats``)."""
+    actor = current_actor(request)
+    channel = _channel(actor, channel_id)
+    query = stats.make_query(
+        actor,
+        start=start,
+        end=end,
+        granularity=granularity,
+        breakdown=stats.BY_STAFF,
+        channel_id=channel.pk,
+    )
+    return StatsOut.of(stats.stats(actor, query))

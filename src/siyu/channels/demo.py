@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db.models import Count
 
+from siyu.channels import rollups
 from siyu.channels.models import Channel
 from siyu.channels.services import (
     ChannelInput,
@@ -101,6 +102,7 @@ def seed_channels(*, corp: Corp, channels: dict[str, str]) -> list[Channel]:
         made.append(channel)
     save_welcome_message(actor=actor, channel=None, variants=[VariantInput(text=DEFAULT_WELCOME)])
     backfill_adds(corp=corp)
+    rollups.rebuild(corp)
     return made
 
 

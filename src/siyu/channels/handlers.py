@@ -25,13 +25,14 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 
-from siyu.channels import contact_way, welcome
+from siyu.channels import contact_way, rollups, welcome
 from siyu.channels.models import Channel, ChannelAdd, ChannelStaff, ChannelTag
 from siyu.core.clock import now
 from siyu.core.timewindows import local
 from siyu.corps.models import Corp, Staff
 from siyu.customers.models import Customer, Event, FollowRelation
 from siyu.customers.services import update_relation_remark
+from siyu.customers.signals import relation_ended
 from siyu.tags.rules import Facts, Match, Trigger, apply_rules, register_kind
 from siyu.wecom.limits import Priority
 from siyu.wecom.models import Outbox
@@ -49,6 +50,11 @@ PENDING_GRACE = dt.timedelta(minutes=1)
 # Relations without an add record, added this recently, are recorded (and automated) by the beat: older ones
 # predate Siyu's channels and are only attributed by ``services.backfill_adds``.
 MISSED_HORIZON = dt.timedelta(hours=24)
+# A relation's end as ``ChannelAdd.ended_by`` says it.
+ENDED_BY: dict[str, str] = {
+    FollowRelation.Status.DELETED_BY_STAFF.value: "staff",
+    FollowRelation.Status.DELETED_BY_CUSTOMER.value: "customer",
+}
 
 
 def channel_for_state(corp: Corp | int, state: str) -> Channel | None:
@@ -154,6 +160,7 @@ def record_add(
         added_at=relation.added_at,
     )
     moment = now()
+    ended = relation.status != FollowRelation.Status.ACTIVE
     if plan.request is not None and plan.deadline is not None and moment >= plan.deadline:
         plan.status, plan.reason = ChannelAdd.Welcome.EXPIRED, "the code expired before the add was handled"
         plan.request = None
@@ -189,7 +196,10 @@ def record_add(
                 welcome_deadline=plan.deadline,
                 welcome_outbox=row,
                 welcome_queued_at=moment if row is not None else None,
+                ended_at=relation.status_changed_at if ended else None,
+                ended_by=ENDED_BY.get(relation.status, ""),
             )
+            rollups.mark_adds(corp, [add.added_at, add.ended_at])
             if row is None and plan.status == ChannelAdd.Welcome.EXPIRED:
                 welcome.record_outcome_event(add)
     except IntegrityError:
@@ -400,6 +410,7 @@ def local_added_at(add: ChannelAdd, corp: Corp) -> dt.datetime:
 
 
 def connect() -> None:
+    relation_ended.connect(rollups.relation_ended, dispatch_uid="channels.rollups.relation_ended")
     contact_added.connect(on_contact_added, dispatch_uid="channels.on_contact_added")
     write_settled.connect(on_write_settled, dispatch_uid="channels.on_write_settled")
     register_kind("channel", ChannelRule())

@@ -270,6 +270,9 @@ class ChannelAdd(CorpOwned):
     recorded_at = models.DateTimeField(default=now)
     # When the channel's remark and the tagging rules were applied (once per add); empty until then.
     automated_at = models.DateTimeField(null=True, blank=True)
+    # When the relation ended and by whom ("staff" / "customer"), copied from the relation for analytics.
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.CharField(max_length=8, blank=True, default="")
 
     objects = CorpManager["ChannelAdd"]()
 
@@ -282,6 +285,11 @@ class ChannelAdd(CorpOwned):
             models.Index(
                 fields=["recorded_at"], condition=models.Q(automated_at=None), name="channel_add_unautomated"
             ),
+            models.Index(
+                fields=["corp", "ended_at"],
+                condition=models.Q(ended_at__isnull=False),
+                name="channel_add_ended",
+            ),
         ]
 
     @property
@@ -291,3 +299,63 @@ class ChannelAdd(CorpOwned):
             return None
         start = self.received_at or self.added_at
         return max(0.0, (self.welcome_sent_at - start).total_seconds())
+
+
+# Upper bounds (seconds) of the add→welcome histogram's buckets; the last bucket is everything above.
+WELCOME_BUCKETS = (1, 2, 3, 5, 8, 12, 20)
+
+
+class ChannelDay(CorpOwned):
+    """The rollup channel analytics read: one (corp day, channel or other / unknown, staff member).
+
+    ``adds`` and the welcome columns count the adds of that day; the deletion columns count relations (of any
+    add on record) that ended that day; ``retained_N`` counts that day's adds whose relation had not ended N
+    days after it began (final once N days have passed). ``welcome_wN`` is a histogram of seconds from the
+    callback to WeCom accepting the welcome, bucket N ending at ``WELCOME_BUCKETS[N]`` (w7: above 20 s).
+    Rebuilt per (corp, day) from ``ChannelAdd`` (``rollups``), never edited in place."""
+
+    day = models.DateField()
+    channel = models.ForeignKey(Channel, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    staff = models.ForeignKey("corps.Staff", on_delete=models.CASCADE, related_name="+")
+    adds = models.IntegerField(default=0)
+    deleted_by_staff = models.IntegerField(default=0)
+    deleted_by_customer = models.IntegerField(default=0)
+    retained_1 = models.IntegerField(default=0)
+    retained_7 = models.IntegerField(default=0)
+    retained_30 = models.IntegerField(default=0)
+    welcome_sent = models.IntegerField(default=0)
+    welcome_failed = models.IntegerField(default=0)  # refused by WeCom, or failed
+    welcome_expired = models.IntegerField(default=0)
+    welcome_not_needed = models.IntegerField(default=0)  # no code, no message, corp not connected
+    welcome_pending = models.IntegerField(default=0)  # queued
+    welcome_seconds = models.FloatField(default=0.0)  # sum over the timed sent ones
+    welcome_timed = models.IntegerField(default=0)
+    welcome_w0 = models.IntegerField(default=0)
+    welcome_w1 = models.IntegerField(default=0)
+    welcome_w2 = models.IntegerField(default=0)
+    welcome_w3 = models.IntegerField(default=0)
+    welcome_w4 = models.IntegerField(default=0)
+    welcome_w5 = models.IntegerField(default=0)
+    welcome_w6 = models.IntegerField(default=0)
+    welcome_w7 = models.IntegerField(default=0)
+
+    objects = CorpManager["ChannelDay"]()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["corp", "day"], name="channel_day_corp_day"),
+            models.Index(fields=["corp", "channel", "day"], name="channel_day_channel"),
+        ]
+
+
+class ChannelDayDirty(CorpOwned):
+    """A (corp, day) whose rollup rows must be rebuilt: marked in the transaction that changed an add, cleared
+    by the one that rebuilt it."""
+
+    day = models.DateField()
+    marked_at = models.DateTimeField(default=now)
+
+    objects = CorpManager["ChannelDayDirty"]()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["corp", "day"], name="channel_day_dirty_unique")]

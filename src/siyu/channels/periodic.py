@@ -4,6 +4,7 @@
   open and close, a new day resets the caps) and pushed when different (``contact_way.refresh_all``);
 - ``channels.catch_up``: adds whose automation did not finish, welcomes whose outcome never reached their add,
   and recent relations no add was recorded for;
+- ``channels.stats``: the analytics rollup's dirty days rebuilt (``rollups.settle``);
 - ``channels.media``: attachments' files uploaded again before WeCom's three days run out, so a welcome
   message never waits for an upload.
 """
@@ -69,7 +70,9 @@ def renew_media_job() -> None:
 
 def register_all() -> None:
     from siyu.channels.contact_way import REFRESH_EVERY
+    from siyu.channels.rollups import SETTLE_EVERY, settle_job
 
     register("channels.refresh", REFRESH_EVERY, refresh)
     register("channels.catch_up", CATCH_UP_EVERY, catch_up)
     register("channels.media", MEDIA_EVERY, renew_media_job)
+    register("channels.stats", SETTLE_EVERY, settle_job)

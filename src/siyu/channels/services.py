@@ -26,7 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils.translation import gettext as _
 
-from siyu.channels import contact_way
+from siyu.channels import contact_way, rollups
 from siyu.channels.models import (
     STATE_MAX,
     Channel,
@@ -612,8 +612,12 @@ def add_media_asset(
 
 ADD_COLUMNS = (
     "corp", "relation", "customer", "staff", "channel", "state", "source", "half", "paused", "added_at",
-    "welcome_status", "welcome_reason", "recorded_at", "automated_at",
+    "welcome_status", "welcome_reason", "recorded_at", "automated_at", "ended_at", "ended_by",
 )  # fmt: skip
+ENDED_BY: dict[str, str] = {
+    FollowRelation.Status.DELETED_BY_STAFF.value: "staff",
+    FollowRelation.Status.DELETED_BY_CUSTOMER.value: "customer",
+}
 BACKFILL_REASON = "added before Siyu recorded adds"
 BACKFILL_BATCH = 2000  # relations per query and multi-row insert: a few MB at most
 
@@ -633,22 +637,28 @@ def backfill_adds(*, corp: Corp) -> BackfillReport:
             .filter(pk__gt=last)
             .exclude(pk__in=ChannelAdd.objects.for_corp(corp).values("relation_id"))
             .order_by("pk")
-            .values_list("pk", "customer_id", "staff_id", "state", "added_at")[:BACKFILL_BATCH]
+            .values_list("pk", "customer_id", "staff_id", "state", "added_at", "status", "status_changed_at")[
+                :BACKFILL_BATCH
+            ]
         )
         if not batch:
             break
         last = batch[-1][0]
         rows = []
-        for pk, customer_id, staff_id, state, added_at in batch:
+        for pk, customer_id, staff_id, state, added_at, status, changed_at in batch:
+            ended_by = ENDED_BY.get(status, "")
+            ended_at = changed_at or added_at if ended_by else None
             channel_id = channels.get(state) if state else None
             by_channel[channel_id] = by_channel.get(channel_id, 0) + 1
             rows.append(
                 (
                     corp.pk, pk, customer_id, staff_id, channel_id, state or "", ChannelAdd.Source.SYNC,
                     False, False, added_at, ChannelAdd.Welcome.NO_CODE, BACKFILL_REASON, recorded_at,
-                    recorded_at,
+                    recorded_at, ended_at, ended_by,
                 )
             )  # fmt: skip
         with transaction.atomic():
-            total += len(insert_rows(ChannelAdd, ADD_COLUMNS, rows, returning=("relation_id",)))
+            inserted = {r[0] for r in insert_rows(ChannelAdd, ADD_COLUMNS, rows, returning=("relation_id",))}
+            total += len(inserted)
+            rollups.mark_adds(corp, [m for r in rows if r[1] in inserted for m in (r[9], r[14])])
     return BackfillReport(added=total, by_channel=by_channel)

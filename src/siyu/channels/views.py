@@ -12,6 +12,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -24,7 +25,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from siyu.channels import qr, selectors, services
+from siyu.channels import qr, selectors, services, stats
 from siyu.channels.models import Channel, ChannelAdd, ChannelGroup, MediaAsset
 from siyu.channels.welcome import PLACEHOLDERS
 from siyu.channels.welcome import render as render_template
@@ -171,7 +172,8 @@ def _upload_kind(content_type: str) -> str:
 
 def _variant_inputs(request: HttpRequest, actor: Actor) -> list[services.VariantInput]:
     """The variants of the welcome editor: text, days, hours; links one per line (title | url | description);
-    files uploaded here become image, video or file attachments."""
+    mini-program cards one per line (title | appid | page) sharing the variant's cover image; files uploaded
+    here become image, video or file attachments."""
     post = request.POST
     count = _int(post.get("variant_count", "0"), "variants", empty=0) or 0
     variants = []
@@ -191,6 +193,7 @@ def _variant_inputs(request: HttpRequest, actor: Actor) -> list[services.Variant
             if len(parts) > 2 and parts[2]:
                 link["desc"] = parts[2]
             attachments.append(link)
+        attachments += _miniprograms(request, actor, prefix)
         for upload in request.FILES.getlist(prefix + "files"):
             content_type = upload.content_type or ""
             kind = _upload_kind(content_type)
@@ -214,6 +217,37 @@ def _variant_inputs(request: HttpRequest, actor: Actor) -> list[services.Variant
             )
         )
     return variants
+
+
+def _miniprograms(request: HttpRequest, actor: Actor, prefix: str) -> list[dict[str, Any]]:
+    """A variant's mini-program cards: one per line (title | appid | page), each with the variant's cover
+    (uploaded now, else the one kept from before; the service refuses a card without one)."""
+    lines = [line for line in request.POST.get(prefix + "miniprograms", "").splitlines() if line.strip()]
+    if not lines:
+        return []
+    cover: Any = request.POST.get(prefix + "mp_cover_kept", "")
+    upload = request.FILES.get(prefix + "mp_cover")
+    if upload is not None:
+        cover = services.add_media_asset(
+            actor=actor,
+            kind=MediaAsset.Kind.IMAGE,
+            filename=upload.name or "cover",
+            content=upload.read(),
+            content_type=upload.content_type or "",
+        ).pk
+    cards = []
+    for line in lines:
+        parts = [p.strip() for p in line.split("|")] + ["", ""]
+        cards.append(
+            {
+                "msgtype": "miniprogram",
+                "title": parts[0],
+                "appid": parts[1],
+                "page": parts[2],
+                "asset_id": cover,
+            }
+        )
+    return cards
 
 
 # ---------- building the form ----------
@@ -243,6 +277,8 @@ class VariantRow:
     end: str = ""
     links: str = ""
     files: list[AttachmentRow] = field(default_factory=list)
+    miniprograms: str = ""
+    mp_cover: AttachmentRow | None = None
 
 
 def _filename(assets: dict[int, MediaAsset], attachment: dict[str, Any]) -> str:
@@ -272,6 +308,7 @@ def _variant_rows(actor: Actor, variants: list[Any]) -> list[VariantRow]:
             for a in variant.attachments
             if a.get("asset_id") and a.get("msgtype") != "miniprogram"
         ]
+        cards = [a for a in variant.attachments if a.get("msgtype") == "miniprogram"]
         rows.append(
             VariantRow(
                 index=i,
@@ -281,6 +318,10 @@ def _variant_rows(actor: Actor, variants: list[Any]) -> list[VariantRow]:
                 end=f"{variant.end:%H:%M}" if variant.end else "",
                 links="\n".join(links),
                 files=files,
+                miniprograms="\n".join(f"{a['title']} | {a['appid']} | {a['page']}" for a in cards),
+                mp_cover=AttachmentRow(value=str(cards[0]["asset_id"]), label=_filename(assets, cards[0]))
+                if cards and cards[0].get("asset_id")
+                else None,
             )
         )
     for extra in range(VARIANT_ROWS_EMPTY):
@@ -421,14 +462,24 @@ def channel_edit(request: HttpRequest, channel_id: int) -> HttpResponse:
 @login_required
 @require_GET
 def channel_detail(request: HttpRequest, channel_id: int) -> HttpResponse:
-    """The QR code and poster, who receives now and today's counts, and the recent adds with their welcome."""
+    """The QR code and poster, who receives now and today's counts, the channel's analytics (per staff member)
+    and the recent adds with their welcome."""
     actor = _actor(request)
     channel = _channel_or_404(actor, channel_id)
     adds = selectors.recent_adds(actor, channel)
+    try:
+        query = _stats_query(request, actor, channel=channel)
+    except Invalid as error:
+        return _invalid_stats(request, error)
     return render(
         request,
         "channels/detail.html",
         {
+            **_stats_context(
+                stats.stats(actor, query),
+                csv_url=reverse("channels:stats_csv", args=[channel.pk]),
+                csv_param="table",
+            ),
             "channel": channel,
             "members": selectors.members_today(channel),
             "adds": adds,
@@ -580,3 +631,146 @@ def welcome_preview(request: HttpRequest) -> HttpResponse:
         channel_name=request.POST.get("channel_name", ""),
     )
     return render(request, "channels/_preview.html", {"text": text})
+
+
+# ---------- analytics ----------
+
+
+def _stats_query(request: HttpRequest, actor: Actor, *, channel: Channel | None = None) -> stats.Query:
+    """The analytics query of a request (GET): dates, granularity, breakdown, channel group or channel."""
+    get = request.GET
+    if channel is not None:
+        return stats.make_query(
+            actor,
+            start=get.get("start"),
+            end=get.get("end"),
+            granularity=get.get("granularity", ""),
+            breakdown=stats.BY_STAFF,
+            channel_id=channel.pk,
+        )
+    picked = get.get("channel", "")
+    group = get.get("group", "")
+    channel_id = None
+    if picked.isdigit():
+        channel_id = _channel_or_404(actor, int(picked)).pk
+    return stats.make_query(
+        actor,
+        start=get.get("start"),
+        end=get.get("end"),
+        granularity=get.get("granularity", ""),
+        breakdown=get.get("breakdown", ""),
+        channel_id=channel_id,
+        group_id=int(group) if group.isdigit() else None,
+        unknown_only=picked == "unknown",
+    )
+
+
+@dataclass
+class TableRow:
+    key: str
+    label: str
+    cells: list[str]
+
+
+def _stats_context(result: stats.Stats, *, csv_url: str, csv_param: str) -> dict[str, Any]:
+    q = result.query
+    params: dict[str, str] = {
+        "start": q.start.isoformat(),
+        "end": q.end.isoformat(),
+        "granularity": q.granularity,
+        "breakdown": q.breakdown,
+    }
+    if q.unknown_only:
+        params["channel"] = "unknown"
+    elif q.channel_id is not None:
+        params["channel"] = str(q.channel_id)
+    if q.group_id is not None:
+        params["group"] = str(q.group_id)
+    return {
+        "csv_url": csv_url,
+        "csv_param": csv_param,
+        "csv_query": urlencode(params),
+        "stats": result,
+        "query": q,
+        "total_cells": stats.cells(result.total),
+        "period_rows": [TableRow(r.key, r.label, stats.cells(r.figures)) for r in result.periods],
+        "key_rows": [TableRow(r.key, r.label, stats.cells(r.figures)) for r in result.breakdown],
+        "header": stats.csv_header("")[1:],
+        "chart": stats.chart_data(result),
+        "retention_days": list(stats.RETENTION),
+        "granularities": [(stats.DAY, _("By day")), (stats.WEEK, _("By week"))],
+    }
+
+
+def _stats_csv(result: stats.Stats, table: str, name: str) -> HttpResponse:
+    """One of the page's tables as CSV, UTF-8 with a BOM so Excel reads the Chinese."""
+    import csv
+    import io
+
+    from siyu.customers.exports import UTF8_BOM
+
+    q = result.query
+    if table == "breakdown":
+        first = _("Channel") if q.breakdown == stats.BY_CHANNEL else _("Staff member")
+        rows = result.breakdown
+    else:
+        first = _("Week") if q.granularity == stats.WEEK else _("Day")
+        rows = result.periods
+    out = io.StringIO()
+    out.write(UTF8_BOM)
+    writer = csv.writer(out)
+    writer.writerow(stats.csv_header(first))
+    for row in rows:
+        writer.writerow(stats.csv_line(row))
+    writer.writerow(stats.csv_line(stats.Row(key="", label=_("Total"), figures=result.total)))
+    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = (
+        f'attachment; filename="{name}-{table}-{q.start.isoformat()}-{q.end.isoformat()}.csv"'
+    )
+    return response
+
+
+def _invalid_stats(request: HttpRequest, error: DomainError) -> HttpResponse:
+    return HttpResponse(str(error), status=400, content_type="text/plain; charset=utf-8")
+
+
+@login_required
+@require_GET
+def channel_stats(request: HttpRequest) -> HttpResponse:
+    """Analytics of all the channels the actor may see: charts, tables and their CSV
+    (``?export=periods|breakdown``)."""
+    actor = _actor(request)
+    try:
+        query = _stats_query(request, actor)
+    except Invalid as error:
+        return _invalid_stats(request, error)
+    result = stats.stats(actor, query)
+    export = request.GET.get("export", "")
+    if export in ("periods", "breakdown"):
+        return _stats_csv(result, export, "channels")
+    context = _stats_context(result, csv_url=reverse("channels:stats"), csv_param="export")
+    context.update(
+        {
+            "groups": list(ChannelGroup.objects.for_corp(actor.corp)),
+            "channels": list(selectors.visible_channels(actor, include_archived=True).order_by("name")),
+            "picked": request.GET.get("channel", ""),
+            "breakdowns": [(stats.BY_CHANNEL, _("By channel")), (stats.BY_STAFF, _("By staff member"))],
+        }
+    )
+    return render(request, "channels/stats.html", context)
+
+
+@login_required
+@require_GET
+def channel_stats_csv(request: HttpRequest, channel_id: int) -> HttpResponse:
+    """A channel's analytics tables as CSV (``?table=periods|breakdown``)."""
+    actor = _actor(request)
+    channel = _channel_or_404(actor, channel_id)
+    try:
+        query = _stats_query(request, actor, channel=channel)
+    except Invalid as error:
+        return _invalid_stats(request, error)
+    table = request.GET.get("table", "periods")
+    if table not in ("periods", "breakdown"):
+        table = "periods"
+    return _stats_csv(stats.stats(actor, query), table, f"channel-{channel.pk}")

@@ -25,6 +25,7 @@ from typing import Any
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from siyu.channels import rollups
 from siyu.channels.models import Channel, ChannelAdd, MediaAsset, WelcomeMessage, WelcomeVariant
 from siyu.core.clock import now
 from siyu.core.errors import Invalid
@@ -289,6 +290,7 @@ def settled(
             add.welcome_reason = reason[:200]
         add.welcome_errcode = errcode
         add.save(update_fields=["welcome_status", "welcome_sent_at", "welcome_reason", "welcome_errcode"])
+        rollups.mark_adds(corp_id, [add.added_at])
         record_outcome_event(add)
 
 

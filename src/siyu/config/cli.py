@@ -280,6 +280,24 @@ def cmd_segments_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_channels_rebuild_stats(args: argparse.Namespace) -> int:
+    """Recompute the channel analytics rollup from the adds (all corps, or one)."""
+    _setup_django()
+    from siyu.channels.rollups import rebuild
+    from siyu.corps.models import Corp
+
+    corps = Corp.objects.order_by("id")
+    if args.corp:
+        corps = corps.filter(corpid=args.corp)
+        if not corps.exists():
+            return _fail(f"no corp with corpid {args.corp!r}")
+    for corp in corps:
+        started = time.monotonic()
+        rows = rebuild(corp)
+        print(f"{corp.corpid}: {rows} rollup rows in {time.monotonic() - started:.1f} s")
+    return 0
+
+
 # --- parser ---------------------------------------------------------------------------------------------
 
 
@@ -376,6 +394,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = segments.add_parser("rebuild", help="rebuild segment indexes from the tables (all corps, or --corp)")
     p.add_argument("--corp", metavar="CORPID", help="only this corp")
     p.set_defaults(func=cmd_segments_rebuild)
+
+    channels = sub.add_parser("channels", help="channel live codes").add_subparsers(
+        dest="channels_command", required=True, metavar="COMMAND"
+    )
+    p = channels.add_parser(
+        "rebuild-stats", help="recompute the channel analytics rollup from the adds (all corps, or --corp)"
+    )
+    p.add_argument("--corp", metavar="CORPID", help="only this corp")
+    p.set_defaults(func=cmd_channels_rebuild_stats)
 
     p = sub.add_parser("manage", help="Django's own commands (siyu manage migrate, shell, …)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -144,6 +144,8 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
             raise ValueError("cursor belongs to another sort")
         if SORTS[sort][0] == "last_added_at":
             value = dt.datetime.fromisoformat(value)
+            if value.tzinfo is None:  # Siyu's cursors carry their offset; a hand-made one is read as UTC
+                value = value.replace(tzinfo=dt.UTC)
     except (ValueError, TypeError, KeyError) as exc:
         raise Invalid(
             _("the page cursor is not valid for this list"), field="cursor", code=ErrorCode.BAD_CURSOR

@@ -21,7 +21,7 @@ from siyu.corps.models import Corp, Staff
 from siyu.corps.services import audit
 from siyu.customers.events import record_event
 from siyu.customers.models import Customer, CustomField, Event, FollowRelation, Note
-from siyu.customers.signals import remark_mobiles_changed
+from siyu.customers.signals import relation_ended, remark_mobiles_changed
 from siyu.wecom import services as wecom
 
 MOBILE_RE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
@@ -238,6 +238,9 @@ def end_follow_relation(
         occurred_at=at,
         payload={"relation_id": relation.pk, **(payload_extra or {})},
         dedupe_key=dedupe_key or f"{statuses[by]}:relation:{relation.pk}",
+    )
+    relation_ended.send(
+        sender=FollowRelation, corp_id=relation.corp_id, relation_id=relation.pk, by=by, at=at
     )
     return True
 

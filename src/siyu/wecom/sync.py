@@ -422,7 +422,8 @@ def sync_staff(runner: Runner) -> None:
     """Every member (``user/list`` of the top departments with their children); members gone are resigned.
 
     Apps that may not list members (48002/60011) fall back to the members with customer contact, one
-    ``user/get`` each; then nobody is marked resigned, since the list is not complete.
+    ``user/get`` each; then nobody is marked resigned, since the list is not complete. Either way the members
+    with customer contact (``get_follow_user_list``) are the ones marked ``has_contact_permission``.
     """
     roots = list(
         Department.objects.for_corp(runner.corp)
@@ -440,14 +441,22 @@ def sync_staff(runner: Runner) -> None:
                     if member.userid not in seen:
                         seen.add(member.userid)
                         runner.mirror.member(member)
+        contact = set(runner.client.get_follow_user_list())
     except ConfigurationError:
         complete = False
-        for userid in runner.client.get_follow_user_list():
+        contact = set(runner.client.get_follow_user_list())
+        for userid in sorted(contact):
             if userid not in seen:
                 seen.add(userid)
                 with transaction.atomic():
                     runner.mirror.member(runner.client.user_get(userid))
     with transaction.atomic():
+        # who may add customers (客户联系 permission): the members WeCom lists as follow users
+        staff = Staff.objects.for_corp(runner.corp)
+        staff.filter(userid__in=contact, has_contact_permission=False).update(has_contact_permission=True)
+        staff.exclude(userid__in=contact).filter(has_contact_permission=True).update(
+            has_contact_permission=False
+        )
         if complete and roots:
             gone = (
                 Staff.objects.for_corp(runner.corp)
