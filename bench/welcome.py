@@ -28,9 +28,20 @@ Measured on the shared 2-core machine (load average 4–6 from other work, Postg
 20,000-customer full sync covering the whole burst): 500 adds at 4 a second, p50 0.78 s and p99 3.2 s during
 the sync against 0.50 s and 1.6 s without it, one add not welcomed; at 8 a second the workers (~6–8 adds a
 second end to end, about 65 queries an add, half of them the add's own mirroring) fall behind and codes
-expire. What would close it: a sync that yields to waiting add callbacks (a cooperative priority between
-processes, as the gateway already has for API calls), fewer statements per add, and a worker queue polled
-more often than every 0.5 s.
+expire.
+
+Since then the add path is shorter (57 statements an add besides transaction control, 60 with the
+analytics rollup marks that came after, pinned by tests/channels/test_add_queries.py; the mirroring is one
+transaction, so one commit before the welcome instead of three), workers claim two inbox rows at a time
+instead of ten and poll their queue every 0.2 s, and a sync pauses after each batch while adds of its corp
+are waiting (``SYNC_YIELD_SECONDS``). Measured with 500 adds at 8 a second while the machine ran other
+sessions' browser tests and benchmarks (load average
+7–11, two to three times what the figures above saw): before these changes 2.2 adds a second without the
+sync and 1.4 during it, nearly every code expired (p99 17–18 s); after them 1.7 and 1.0, the same — on that
+machine the workers got too little CPU for either version to keep up with 8 adds a second, so the run says
+nothing about the gain. The target stays unmet and unmeasured on a quiet machine; what is left: the gateway's
+five statements and two commits per WeCom call (two calls an add), and the add's automation (remark, tags,
+rotation; about half the statements) running in the worker that is to welcome the next add.
 """
 
 from __future__ import annotations

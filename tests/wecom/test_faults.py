@@ -261,7 +261,7 @@ def test_an_inbox_worker_killed_mid_batch_leaves_the_rest_to_the_next_without_do
             expected_state, expected_timeline = domain_state(corp), timeline(corp)
         # when a worker claims a batch, closes two rows, and dies inside the third row's handler after its
         # first writes (the customer is saved, its relation is not)
-        _token, batch = claim_batch(corp_id=corp.pk)
+        _token, batch = claim_batch(corp_id=corp.pk, size=10)
         assert len(batch) >= 4
         for row in batch[:2]:
             assert process_row(row) == InboxEvent.Status.DONE
@@ -293,9 +293,11 @@ def test_an_inbox_worker_process_killed_mid_batch_is_taken_over_without_doubling
         corp = env.corp
         env.sim.config.latency_ms = 300
         rows = InboxEvent.objects.for_corp(corp)
-        # when a worker process is killed with SIGKILL in the middle of its batch
+        # when a worker process claiming batches of ten is killed with SIGKILL in the middle of its batch
         worker = start_worker(
-            env.sim, f"from siyu.wecom.inbox import drain_inbox\ndrain_inbox(corp_id={corp.pk})"
+            env.sim,
+            "from django.conf import settings\nfrom siyu.wecom.inbox import drain_inbox\n"
+            f"settings.SIYU['INBOX_BATCH_SIZE'] = 10\ndrain_inbox(corp_id={corp.pk})",
         )
         try:
             wait_until(lambda: rows.filter(status=InboxEvent.Status.DONE).count() >= 2, what="two rows done")

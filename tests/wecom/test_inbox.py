@@ -11,6 +11,7 @@ from siyu.core import clock
 from siyu.corps.models import Department
 from siyu.corps.services import upsert_department
 from siyu.wecom.inbox import (
+    adds_waiting,
     claim_batch,
     claimable,
     drain_inbox,
@@ -19,6 +20,7 @@ from siyu.wecom.inbox import (
     replay_inbox_event,
     retry_delay,
     store_message,
+    yield_to_adds,
 )
 from siyu.wecom.models import InboxEvent
 from tests.conftest import run_tasks
@@ -66,8 +68,8 @@ def test_two_workers_never_claim_the_same_row():
     for n in range(4):
         _store(corp, event_xml("change_external_chat", "dismiss", ChatId=f"wr{n}"))
     # when two workers claim at once
-    _t1, first = claim_batch(corp_id=corp.pk)
-    _t2, second = claim_batch(corp_id=corp.pk)
+    _t1, first = claim_batch(corp_id=corp.pk, size=10)
+    _t2, second = claim_batch(corp_id=corp.pk, size=10)
     # then their rows are disjoint, and each key appears once in all
     assert not {r.pk for r in first} & {r.pk for r in second}
     keys = [r.ordering_key for r in first + second]
@@ -228,3 +230,65 @@ def test_the_task_worker_drains_what_the_receiver_stored(client, django_capture_
     # then it was applied
     assert Department.objects.for_corp(corp).get(wecom_id=12).name == "新名"
     assert InboxEvent.objects.for_corp(corp).get().status == InboxEvent.Status.DONE
+
+
+def _add_event(corp, external_userid: str, *, change_type: str = "add_external_contact") -> InboxEvent:
+    return _store(
+        corp,
+        event_xml(
+            "change_external_contact", change_type, UserID="u", ExternalUserID=external_userid, State="c1"
+        ),
+    )
+
+
+def test_adds_waiting_counts_only_adds_that_are_due_or_being_worked(settings):
+    corp, _crypto = callback_corp()
+    other, _ = callback_corp(corpid="wwotheradds01")
+    # given an edit, and another corp's add: no add of this corp waits
+    _store(
+        corp, event_xml("change_external_contact", "edit_external_contact", UserID="u", ExternalUserID="wm9")
+    )
+    _add_event(other, "wm8")
+    assert not adds_waiting(corp.pk)
+    # when a customer's add is stored, it waits; a half add too
+    add = _add_event(corp, "wm1")
+    assert adds_waiting(corp.pk)
+    # and while a worker has it, it is still being worked
+    _token, rows = claim_batch(corp_id=corp.pk, size=5)
+    assert add.pk in [r.pk for r in rows]
+    assert adds_waiting(corp.pk)
+    # but an add waiting for a retry later, or left by a dead worker, does not count
+    InboxEvent.objects.filter(pk=add.pk).update(
+        status=InboxEvent.Status.PENDING, next_attempt_at=clock.now() + dt.timedelta(minutes=5)
+    )
+    assert not adds_waiting(corp.pk)
+    InboxEvent.objects.filter(pk=add.pk).update(
+        status=InboxEvent.Status.PROCESSING, locked_until=clock.now() - dt.timedelta(seconds=1)
+    )
+    assert not adds_waiting(corp.pk)
+    half = _add_event(corp, "wm2", change_type="add_half_external_contact")
+    assert adds_waiting(corp.pk)
+    InboxEvent.objects.filter(pk=half.pk).update(status=InboxEvent.Status.DONE)
+    assert not adds_waiting(corp.pk)
+
+
+def test_background_work_yields_while_adds_are_worked_and_no_longer():
+    corp, _crypto = callback_corp()
+    # given nothing waiting: no pause at all
+    assert yield_to_adds(corp.pk, most=5.0, sleep=lambda _s: pytest.fail("paused for nothing")) == 0.0
+    # given an add waiting, which a worker finishes during the pause
+    add = _add_event(corp, "wm1")
+    pauses: list[float] = []
+
+    def worker_finishes(seconds: float) -> None:
+        pauses.append(seconds)
+        InboxEvent.objects.filter(pk=add.pk).update(status=InboxEvent.Status.DONE)
+
+    # when background work yields
+    yield_to_adds(corp.pk, most=5.0, sleep=worker_finishes)
+    # then it paused once, and went on as soon as the add was done
+    assert pauses == [0.05]
+    # and an add that stays waiting holds it back no longer than the most it may pause
+    _add_event(corp, "wm2")
+    paused = yield_to_adds(corp.pk, most=0.2, sleep=lambda _s: None)
+    assert 0.2 <= paused < 5.0

@@ -15,7 +15,7 @@ from siyu.groups.models import GroupChat, GroupMember
 from siyu.tags.models import CustomerTag, RelationTag, Tag, TagGroup
 from siyu.wecom.client import client_for
 from siyu.wecom.limits import Priority
-from siyu.wecom.models import SyncRun
+from siyu.wecom.models import InboxEvent, SyncRun
 from siyu.wecom.sync import run_sync, start_sync, sync_progress
 from tests.wecom.inbound_support import simulated_wecom
 
@@ -289,3 +289,35 @@ def test_siyu_sync_command_runs_a_full_sync(settings, capsys):
         assert "100%" in out
         assert SyncRun.objects.for_corp(env.corp).filter(kind="full", status="done").count() == 1
         assert main(["sync", "--corp", "wwnobody"]) == 2
+
+
+def test_a_sync_gives_way_while_a_customers_add_is_waiting(settings, caplog):
+    from siyu.wecom.inbox import store_message
+    from tests.wecom.inbound_support import event_xml
+
+    with simulated_wecom(settings, customers=250, staff=8) as env:
+        settings.SIYU = {**settings.SIYU, "SYNC_YIELD_SECONDS": 0.05}
+        # given a customer's add waiting in the inbox (its welcome code runs out in 20 s)
+        store_message(
+            corp_id=env.corp.pk,
+            plaintext=event_xml(
+                "change_external_contact", "add_external_contact", UserID="u1", ExternalUserID="wmwaiting"
+            ).encode(),
+        )
+        # when a full sync runs
+        caplog.set_level("INFO", logger="siyu.wecom.sync")
+        run = start_sync(corp=env.corp, kind=SyncRun.Kind.FULL, enqueue=False)
+        turn = run_sync(run.pk)
+        # then it paused for the add after its batches, and still finished with everything
+        assert turn.run.status == SyncRun.Status.DONE, turn.run.error
+        assert _siyu_counts(env.corp) == _wecom_counts(env.sim.state)
+        paused = [r for r in caplog.records if "paused" in r.getMessage()]
+        assert len(paused) == 1
+        seconds = float(paused[0].args[1])
+        assert seconds >= 0.05
+        # and with the add worked, a second sync does not pause at all
+        InboxEvent.objects.for_corp(env.corp).update(status=InboxEvent.Status.DONE)
+        caplog.clear()
+        second = run_sync(start_sync(corp=env.corp, kind=SyncRun.Kind.FULL, enqueue=False).pk)
+        assert second.run.status == SyncRun.Status.DONE
+        assert not [r for r in caplog.records if "paused" in r.getMessage()]

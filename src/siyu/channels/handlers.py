@@ -148,9 +148,7 @@ def record_add(
     source: str = ChannelAdd.Source.CALLBACK,
 ) -> tuple[ChannelAdd | None, int | None]:
     """Step 1: the add and its welcome message, queued. Returns (add, welcome outbox id), or (None, None)
-    when the add is on record already."""
-    if ChannelAdd.objects.for_corp(corp).filter(relation=relation).exists():
-        return None, None
+    when the add is on record already (one add per relation: the unique relation refuses a second one)."""
     channel = channel_for_state(corp, state)
     paused = channel is not None and channel.status != Channel.Status.ACTIVE
     plan = welcome.plan(
@@ -168,6 +166,17 @@ def record_add(
         plan.request = None
     try:
         with transaction.atomic():
+            # The welcome's row first, so the add is written once, already pointing at it.
+            row = None
+            if plan.request is not None:
+                row = enqueue_write(
+                    corp=corp,
+                    api=welcome.SEND_WELCOME,
+                    payload=plan.request,
+                    idempotency_key=f"welcome:{welcome_code}",
+                    priority=Priority.WELCOME,
+                    expires_at=plan.deadline,
+                )
             add = ChannelAdd.objects.create(
                 corp=corp,
                 relation=relation,
@@ -185,29 +194,17 @@ def record_add(
                 welcome_message=plan.message,
                 welcome_variant=plan.variant,
                 welcome_deadline=plan.deadline,
+                welcome_outbox=row,
+                welcome_queued_at=moment if row is not None else None,
                 ended_at=relation.status_changed_at if ended else None,
                 ended_by=ENDED_BY.get(relation.status, ""),
             )
             rollups.mark_adds(corp, [add.added_at, add.ended_at])
-            row_id = None
-            if plan.request is not None:
-                row = enqueue_write(
-                    corp=corp,
-                    api=welcome.SEND_WELCOME,
-                    payload=plan.request,
-                    idempotency_key=f"welcome:{welcome_code}",
-                    priority=Priority.WELCOME,
-                    expires_at=plan.deadline,
-                )
-                add.welcome_outbox = row
-                add.welcome_queued_at = moment
-                add.save(update_fields=["welcome_outbox", "welcome_queued_at"])
-                row_id = row.pk
-            elif plan.status == ChannelAdd.Welcome.EXPIRED:
+            if row is None and plan.status == ChannelAdd.Welcome.EXPIRED:
                 welcome.record_outcome_event(add)
     except IntegrityError:
-        return None, None  # a concurrent worker recorded the same add
-    return add, row_id
+        return None, None  # the add is on record already (a repeat, or a concurrent worker recorded it)
+    return add, row.pk if row is not None else None
 
 
 def automate(add: ChannelAdd) -> None:

@@ -212,10 +212,13 @@ SIYU = {
     # A callback whose row is not committed within this many seconds is answered 503, while WeCom, which
     # waits 5 s for an answer (wecom-api.md §2.5), still listens; it then delivers again.
     "WECOM_CALLBACK_STORE_SECONDS": 4.0,
-    # The inbox worker claims this many rows at a time. One claim is two queries, a handler's work tens of
-    # milliseconds to a few hundred: 10 keeps the claims' cost small, while a larger claim would hold its last
-    # rows behind the first ones as other workers idle — and a new customer's welcome code lasts only 20 s.
-    "INBOX_BATCH_SIZE": 10,
+    # The inbox worker claims this many rows at a time. One claim is three queries, a handler's work tens of
+    # milliseconds to a few hundred; rows of a claim wait for the ones before them while other workers may
+    # idle, and a new customer's welcome code lasts only 20 s (P12 asks for the welcome within 2 s): a claim
+    # of 10 can hold an add behind nine others' work. 2 costs about one query more an add than 10.
+    "INBOX_BATCH_SIZE": 2,
+    # An idle worker looks for a task this often (the database queue; Redis pushes).
+    "WORKER_POLL_SECONDS": 0.2,
     # A claimed row is the worker's for this long; a worker that died frees its rows after it. Handlers take
     # milliseconds to seconds (they may wait up to 30 s for WeCom quota), so 5 minutes never cuts one short.
     "INBOX_LEASE_SECONDS": 300,
@@ -231,6 +234,10 @@ SIYU = {
     # The worker running a sync holds it this long past its last checkpoint; a dead worker's sync is taken
     # over after it. One batch/get_by_user page takes well under a second, so 2 minutes is ample.
     "SYNC_LEASE_SECONDS": 120,
+    # After each committed batch a sync pauses while customers' adds wait in the inbox or are being worked, up
+    # to this many seconds: their welcome codes last 20 s, and on a small machine the sync's writes take the
+    # CPU and the database the add's workers need. 0 turns it off.
+    "SYNC_YIELD_SECONDS": float(env("SIYU_SYNC_YIELD_SECONDS", "1.0")),
     # A sync that hits a transient WeCom failure retries from its checkpoint this many times (30 s, doubling).
     "SYNC_MAX_FAILURES": 5,
     # Reconciliation (a diff against WeCom that repairs missed callbacks) runs this many hours after the last

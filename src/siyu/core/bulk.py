@@ -305,3 +305,33 @@ def update_rows(model: type[models.Model], names: Sequence[str], rows: Iterable[
             cursor.execute(sql, params)
             updated += max(cursor.rowcount, 0)
     return updated
+
+
+def insert_one(obj: models.Model) -> bool:
+    """Insert one new instance unless a unique constraint refuses it, in one statement: ``INSERT … ON CONFLICT
+    DO NOTHING RETURNING`` the primary key, where ``create`` in a savepoint and a read after the conflict cost
+    three or four. Sets the primary key and returns True when it went in, False when a row with the same
+    unique values was there already (``obj`` is then left unsaved). Other errors (a missing value, a foreign
+    key) raise as ``create``'s would — not SQLite's ``INSERT OR IGNORE``, which would skip those rows too.
+
+    Written through Django's cursor, in the caller's transaction: a conflict does not break it."""
+    from django.db.models.sql import InsertQuery
+
+    meta = obj._meta
+    fields = [f for f in meta.local_concrete_fields if f is not meta.pk or obj.pk is not None]
+    query = InsertQuery(type(obj))
+    query.insert_values(fields, [obj])
+    compiler = query.get_compiler(connection=connection)
+    compiler.returning_fields = [meta.pk]
+    [(sql, params)] = compiler.as_sql()
+    insert, returning = sql.rsplit(" RETURNING ", 1)
+    sql = f"{insert} ON CONFLICT DO NOTHING RETURNING {returning}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    obj.pk = row[0]
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return True

@@ -7,8 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
-
+from siyu.core.bulk import insert_one
 from siyu.core.clock import now
 from siyu.customers.models import Event
 
@@ -26,22 +25,19 @@ def record_event(
 ) -> Event | None:
     """Append an event; returns None when an event with the same dedupe key is already on record."""
     key = dedupe_key or f"{kind}:{uuid.uuid4().hex}"
-    try:
-        with transaction.atomic():  # a savepoint, so a duplicate does not break the caller's transaction
-            return Event.objects.create(
-                corp_id=corp_id,
-                customer_id=customer_id,
-                staff_id=staff_id,
-                kind=kind,
-                source=source,
-                occurred_at=occurred_at or now(),
-                payload=payload or {},
-                dedupe_key=key[:200],
-            )
-    except IntegrityError:
-        if Event.objects.filter(corp_id=corp_id, dedupe_key=key[:200]).exists():
-            return None
-        raise
+    event = Event(
+        corp_id=corp_id,
+        customer_id=customer_id,
+        staff_id=staff_id,
+        kind=kind,
+        source=source,
+        occurred_at=occurred_at or now(),
+        payload=payload or {},
+        dedupe_key=key[:200],
+    )
+    # One statement that skips a duplicate key (no savepoint, no second read): the only unique constraint
+    # besides the id is the dedupe key, so a row that did not go in is a duplicate.
+    return event if insert_one(event) else None
 
 
 # The columns of ``record_events``' rows, in order.

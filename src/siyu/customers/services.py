@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import NotSupportedError, transaction
-from django.db.models import F, Func, JSONField, Max
+from django.db.models import Exists, F, Func, JSONField, Max, Q
 from django.utils.translation import gettext as _
 
 from siyu.core.bulk import insert_rows, update_rows
@@ -150,16 +150,21 @@ def add_follow_relation(
     added_at: dt.datetime | None = None,
     dedupe_key: str | None = None,
     payload_extra: Mapping[str, Any] | None = None,
+    looked_up: bool = False,
 ) -> FollowRelation:
-    """Record that ``staff`` added ``customer``. Idempotent while the relation is active."""
+    """Record that ``staff`` added ``customer``. Idempotent while the relation is active.
+
+    ``looked_up``: the caller has just found no active relation of the two, so it is not looked for again;
+    should one appear meanwhile, the one-active-relation constraint refuses the second (an IntegrityError)."""
     if staff.corp_id != customer.corp_id:
         raise Invalid(_("staff member and customer belong to different corps"), field="staff")
-    existing = FollowRelation.objects.for_corp(customer.corp_id).filter(
-        customer=customer, staff=staff, status=FollowRelation.Status.ACTIVE
-    )
-    relation = existing.first()
-    if relation is not None:
-        return relation
+    if not looked_up:
+        existing = FollowRelation.objects.for_corp(customer.corp_id).filter(
+            customer=customer, staff=staff, status=FollowRelation.Status.ACTIVE
+        )
+        relation = existing.first()
+        if relation is not None:
+            return relation
     added_at = added_at or now()
     relation = FollowRelation.objects.create(
         corp_id=customer.corp_id,
@@ -176,10 +181,15 @@ def add_follow_relation(
     )
     if relation.remark_mobiles:
         _announce_mobiles(customer.corp_id, [relation.pk])
-    if added_at > customer.last_added_at or customer.relations.count() == 1:
+    # The customer's latest add, or their first relation's whatever the default said: one conditional UPDATE.
+    first = ~Exists(FollowRelation.objects.filter(customer_id=customer.pk).exclude(pk=relation.pk))
+    if Customer.objects.filter(Q(last_added_at__lt=added_at) | first, pk=customer.pk).update(
+        last_added_at=added_at
+    ):
         customer.last_added_at = added_at
-        Customer.objects.filter(pk=customer.pk).update(last_added_at=added_at)
-    refresh_search_text(customer)
+    if relation.remark or relation.remark_corp_name or relation.remark_mobiles:
+        # A relation without remarks adds nothing to the search text (it is the customer's name and remarks).
+        refresh_search_text(customer)
     record_event(
         corp_id=customer.corp_id,
         customer_id=customer.pk,

@@ -169,19 +169,24 @@ def on_contact_added(ctx: Context) -> str:
     if detail is None:
         return "customer no longer in WeCom: nothing to add"
     follow = next((f for f in detail.follow_user if f.userid == userid), None)
-    customer = ctx.mirror.customer(detail.external_contact)
     if follow is None:
+        ctx.mirror.customer(detail.external_contact)
         return "relation no longer in WeCom (deleted since): nothing added"
-    state = _add_state(ctx, follow)
-    current = _current_relation(ctx, external_userid, follow)
-    outcome = ctx.mirror.relation(
-        customer, RelationFacts.from_follow_user(follow), state=state, relation=current, known=True
-    )
-    if outcome.added and outcome.relation is not None:
+    facts = RelationFacts.from_follow_user(follow)
+    # What may need WeCom (a member or a tag Siyu does not know yet) is resolved first, so that the writes are
+    # one short transaction, committed once, and the welcome (after commit) waits for one commit, not four.
+    staff = ctx.mirror.staff(userid)
+    ctx.mirror.tags_by_wecom_id(facts.tag_ids)
+    with transaction.atomic():
+        customer = ctx.mirror.customer(detail.external_contact)
+        state = _add_state(ctx, follow)
+        current = _current_relation(ctx, external_userid, follow)
+        outcome = ctx.mirror.relation(customer, facts, state=state, relation=current, known=True)
+        if not outcome.added or outcome.relation is None:
+            return "relation already recorded" + (" (remark or tags updated)" if outcome.changed else "")
         # Joins worked before this add (callbacks come in any order) left stays without their customer.
         link_customer_stays(customer=customer, source=SOURCE, payload_extra=ctx.extra)
         relation = outcome.relation
-        staff = ctx.mirror.staff(userid)
         welcome_code = ctx.message.get("WelcomeCode")
         received_at = ctx.row.received_at
         transaction.on_commit(
@@ -197,8 +202,7 @@ def on_contact_added(ctx: Context) -> str:
                 received_at=received_at,
             )
         )
-        return "relation added"
-    return "relation already recorded" + (" (remark or tags updated)" if outcome.changed else "")
+    return "relation added"
 
 
 def on_contact_edited(ctx: Context) -> str:

@@ -33,7 +33,7 @@ from django_tasks import task
 from siyu.core.clock import now
 from siyu.core.errors import NotFound
 from siyu.corps.models import Corp
-from siyu.wecom.messages import MessageError, parse_message
+from siyu.wecom.messages import CONTACT_EVENT, MessageError, parse_message
 from siyu.wecom.models import InboxEvent
 
 if TYPE_CHECKING:
@@ -401,6 +401,43 @@ def drain_inbox(
             status = process_row(row, client_factory=client_factory)
             report.statuses[status] = report.statuses.get(status, 0) + 1
     return report
+
+
+# The events that carry a welcome code: their welcome goes out while the add is worked, within 20 s.
+ADD_CHANGES = ("add_external_contact", "add_half_external_contact")
+
+
+def adds_waiting(corp_id: int) -> bool:
+    """Whether a customer's add waits in the corp's inbox or is being worked: due and unclaimed, or claimed
+    under a live lease (a row waiting for a retry, or left by a dead worker, does not count)."""
+    moment = now()
+    return (
+        InboxEvent.objects.filter(corp_id=corp_id, event=CONTACT_EVENT, change_type__in=ADD_CHANGES)
+        .filter(
+            Q(status=InboxEvent.Status.PENDING, next_attempt_at__lte=moment)
+            | Q(status=InboxEvent.Status.PROCESSING, locked_until__gte=moment)
+        )
+        .exists()
+    )
+
+
+def yield_to_adds(
+    corp_id: int, *, most: float, poll: float = 0.05, sleep: Callable[[float], None] = time.sleep
+) -> float:
+    """Background work (a sync) pauses here while the corp's adds are waiting or being worked, at most
+    ``most`` seconds, so the workers handling them — and their welcome messages — have the machine and the
+    database to themselves. Returns the seconds paused. Call it between transactions."""
+    if most <= 0:
+        return 0.0
+    started = time.monotonic()
+    paused = False
+    while adds_waiting(corp_id):
+        left = most - (time.monotonic() - started)
+        if left <= 0:
+            break
+        sleep(min(poll, left))
+        paused = True
+    return time.monotonic() - started if paused else 0.0
 
 
 def next_retry_at(*, corp_id: int | None = None) -> dt.datetime | None:

@@ -419,6 +419,7 @@ class Mirror:
                 added_at=from_timestamp(facts.createtime),
                 dedupe_key=f"{key}:added",
                 payload_extra=self.payload_extra,
+                looked_up=True,
             )
             outcome.relation = relation
             outcome.added = True

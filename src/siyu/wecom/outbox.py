@@ -32,11 +32,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Min, Q
 from django.utils.translation import gettext as _
 from pydantic import BaseModel, ValidationError
 
+from siyu.core.bulk import insert_one
 from siyu.core.clock import now
 from siyu.core.errors import Invalid, NotFound
 from siyu.corps.models import Corp
@@ -101,22 +102,18 @@ def enqueue_write(
             f"idempotency_key must be 1 to {IDEMPOTENCY_KEY_MAX} characters", field="idempotency_key"
         )
     body = _request(api, payload)
-    existing = Outbox.objects.for_corp(corp).filter(idempotency_key=idempotency_key).first()
-    if existing is not None:
-        return existing
-    try:
-        with transaction.atomic():
-            row = Outbox.objects.create(
-                corp=corp,
-                api=api,
-                payload=body,
-                idempotency_key=idempotency_key,
-                priority=int(priority),
-                next_attempt_at=now(),
-                expires_at=expires_at,
-            )
-    except IntegrityError:
-        # Another transaction stored the same key between our read and our insert.
+    row = Outbox(
+        corp=corp,
+        api=api,
+        payload=body,
+        idempotency_key=idempotency_key,
+        priority=int(priority),
+        next_attempt_at=now(),
+        expires_at=expires_at,
+    )
+    # One statement in the common case (a new key); a key already stored, by an earlier call or a concurrent
+    # transaction, is read back.
+    if not insert_one(row):
         return Outbox.objects.for_corp(corp).get(idempotency_key=idempotency_key)
     transaction.on_commit(lambda: dispatch(priority=priority))
     return row
@@ -293,7 +290,7 @@ def send_claimed(pk: int, lease: datetime) -> str:
     spec = WRITE_APIS.get(row.api)
     priority = _priority(row.priority)
     mine = Outbox.objects.filter(pk=pk, status=Outbox.Status.SENDING, claimed_until=lease)
-    if not mine.exists():
+    if row.status != Outbox.Status.SENDING or row.claimed_until != lease:
         # Our lease ran out before we got to the row and another worker claimed it.
         return "lost"
     if spec is None:

@@ -52,6 +52,7 @@ from siyu.tags.models import CustomerTag, RelationTag, Tag
 from siyu.tags.services import add_relation_tags
 from siyu.wecom import schemas as s
 from siyu.wecom.errors import ConfigurationError, TooManyItems
+from siyu.wecom.inbox import yield_to_adds
 from siyu.wecom.mirror import KnownRelation, Mirror, RelationFacts, clean_mobiles, from_timestamp
 from siyu.wecom.models import SyncRun
 
@@ -208,6 +209,7 @@ class Runner:
     steps: int = 0
     reconciled: bool = False
     statistics_due: float = 0.0
+    yielded: float = 0.0  # seconds paused for adds (their welcome messages) in this turn
 
     @property
     def corp(self) -> Corp:
@@ -240,8 +242,10 @@ class Runner:
         return size if self.max_steps is None else max(1, min(size, self.max_steps - self.steps))
 
     def step(self, done: int = 1) -> None:
-        """Units of work are committed; stop when the budget is spent."""
+        """Units of work are committed; let waiting adds go first; stop when the budget is spent."""
         self.steps += done
+        paused = yield_to_adds(self.run.corp_id, most=_knob("SYNC_YIELD_SECONDS"))
+        self.yielded += paused
         if time.monotonic() >= self.statistics_due:
             self.statistics_due = time.monotonic() + STATISTICS_CHECK_SECONDS
             _keep_statistics()
@@ -336,6 +340,9 @@ def run_sync(
         return SyncTurn(run=_release(run, owner), continue_at=now())
     except Exception as exc:  # recorded on the run; transient failures continue later from the checkpoint
         return _failed_turn(run, owner, exc)
+    finally:
+        if runner.yielded:
+            logger.info("sync run %s paused %.1f s for adds being worked", run.pk, runner.yielded)
     return SyncTurn(run=_finish(run, owner, status=SyncRun.Status.DONE))
 
 

@@ -28,7 +28,12 @@ class Command(BaseCommand):
                 call_command("rqworker", "default", job_class="django_tasks_rq.Job", with_scheduler=True)
             else:
                 # A reloading worker can stop mid-task; restarts are the supervisor's job.
-                call_command("db_worker", interval=0.5, startup_delay=False, reload=False)
+                call_command(
+                    "db_worker",
+                    interval=settings.SIYU["WORKER_POLL_SECONDS"],
+                    startup_delay=False,
+                    reload=False,
+                )
         finally:
             if beat is not None:
                 beat.stop()
