@@ -40,7 +40,8 @@ MAX_DAYS = 731
 DEFAULT_DAYS = 30
 RETENTION = rollups.RETENTION_DAYS
 BUCKET_FIELDS = tuple(f"welcome_w{i}" for i in range(len(WELCOME_BUCKETS) + 1))
-SUM_FIELDS = (
+# The counts a period's figures add up (retention and the histogram are lists, added beside them)
+COUNT_FIELDS = (
     "adds",
     "deleted_by_staff",
     "deleted_by_customer",
@@ -51,8 +52,8 @@ SUM_FIELDS = (
     "welcome_pending",
     "welcome_seconds",
     "welcome_timed",
-    *BUCKET_FIELDS,
 )
+SUM_FIELDS = (*COUNT_FIELDS, *BUCKET_FIELDS)
 
 
 @dataclass
@@ -119,18 +120,7 @@ class Figures:
         return float(WELCOME_BUCKETS[-1])
 
     def add(self, other: Figures) -> None:
-        for name in (
-            "adds",
-            "deleted_by_staff",
-            "deleted_by_customer",
-            "welcome_sent",
-            "welcome_failed",
-            "welcome_expired",
-            "welcome_not_needed",
-            "welcome_pending",
-            "welcome_seconds",
-            "welcome_timed",
-        ):
+        for name in COUNT_FIELDS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for i in range(len(RETENTION)):
             self.cohort[i] += other.cohort[i]
