@@ -3,10 +3,11 @@
 The same scheme as ``groupcommit`` (whose ``Batch`` builds the rows and decides what each callback made), on
 the receiver's event loop instead of a thread: request handlers queue their inbox row and await it; one
 committer task takes every row waiting at that moment and writes them in one transaction on one psycopg
-``AsyncConnection`` in pipeline mode — BEGIN, the batch's INSERTs (``ON CONFLICT DO NOTHING RETURNING``, one
-prepared statement) and COMMIT in one round trip, the re-queueing of redelivered rows after it — and only then
-resolves the handlers' futures. While one batch commits the next gathers, so a lone callback waits for
-one commit and a burst shares them: per callback a share of one WAL flush and no thread hand-off.
+``AsyncConnection`` in pipeline mode — BEGIN, the batch's rows (``inbox.store_statement``: an INSERT that
+re-queues a redelivered row instead where ``work_again`` says so; one prepared statement) and COMMIT in one
+round trip — and only then resolves the handlers' futures. While one batch commits the next gathers, so a
+lone callback waits for one commit and a burst shares them: per callback a share of one WAL flush and no
+thread hand-off.
 
 Failures answer 503 (``NotStored``) and lose nothing: a batch that fails is rolled back, its connection closed
 (the next batch connects again: the server may have restarted), every waiter refused; a batch refused because
@@ -26,9 +27,8 @@ from typing import Any
 import psycopg
 from django.db import connections
 
-from siyu.core.clock import now
-from siyu.wecom.groupcommit import Batch, NotStored, insert_statement
-from siyu.wecom.inbox import Stored, inbox_row, requeue_params, requeue_statement
+from siyu.wecom.groupcommit import Batch, NotStored
+from siyu.wecom.inbox import Stored, inbox_row, store_statement
 from siyu.wecom.models import InboxEvent
 
 logger = logging.getLogger(__name__)
@@ -183,40 +183,30 @@ class AsyncGroupCommitter:
                 await current.close()
 
     async def _write(self, rows: Batch) -> set[tuple[int, str]]:
-        """INSERT the batch's rows in one transaction; returns the (corp_id, dedupe_key) pairs inserted.
+        """Store the batch's rows in one transaction; returns the (corp_id, dedupe_key) pairs inserted.
 
-        One prepared INSERT per row, pipelined with BEGIN and COMMIT: the batch is one round trip, so one
-        wake-up of this process and of its database session (on a busy machine each is a wait for the
-        scheduler: with BEGIN and the rows in one round trip and COMMIT in a second, bench/callbacks.py
-        measured 60–90% of the rate). Redelivered rows that must be worked
-        again (``inbox.work_again``) are re-queued in a second transaction; their callers are answered after
-        it (the batch's outcome is theirs too: a failure there refuses the whole batch, and WeCom's
-        redeliveries of its new rows are then duplicates).
+        One prepared statement per row (``inbox.store_statement``: the INSERT, or for a row already on record
+        that must be worked again, ``inbox.work_again``'s update), pipelined with BEGIN and COMMIT: the batch
+        is one round trip, so one wake-up of this process and of its database session (on a busy machine each
+        is a wait for the scheduler: with BEGIN and the rows in one round trip and COMMIT in a second,
+        bench/callbacks.py measured 60–90% of the rate). A redelivery costs no second transaction either.
 
         Measured here with psycopg 3.3 against the alternatives, per row at batches of 10–60: a binary COPY
         into a temporary table and one INSERT … SELECT cost a little less CPU at large batches but five round
-        trips; one multi-row VALUES statement costs twice the client CPU.
+        trips; one multi-row VALUES statement costs twice the client CPU; one INSERT … SELECT FROM unnest of
+        one array per column 1.7 times the client CPU (psycopg dumps arrays element by element, in Python).
         """
         conn = await self._connect()
         django_connection = connections[self.alias]  # its adapters only: it is never used to connect here
-        _fields, sql = insert_statement()
         params = rows.params(django_connection)
         inserted: set[tuple[int, str]] = set()
         async with conn.pipeline(), conn.cursor() as cursor:
             async with conn.transaction():  # BEGIN and COMMIT are queued with the rows, not sent apart
-                await cursor.executemany(sql, params, returning=True)
+                await cursor.executemany(store_statement(), params, returning=True)
             while True:
-                inserted.update((int(c), str(k)) for c, k in await cursor.fetchall())
+                inserted.update((int(c), str(k)) for c, k, new in await cursor.fetchall() if new)
                 if not cursor.nextset():
                     break
-        again = rows.to_work_again(inserted)
-        if again:
-            moment = now()
-            async with conn.pipeline(), conn.transaction(), conn.cursor() as cursor:
-                await cursor.executemany(
-                    requeue_statement(),
-                    [requeue_params(c, k, moment=moment, connection=django_connection) for c, k in again],
-                )
         return inserted
 
 

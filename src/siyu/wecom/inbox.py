@@ -153,34 +153,81 @@ def work_again(corp_id: int, key: str) -> None:
         cursor.execute(requeue_statement(), requeue_params(corp_id, key, moment=now(), connection=connection))
 
 
-@functools.cache
-def requeue_statement() -> str:
-    """The one UPDATE behind ``work_again``, shared by every path that stores callbacks (``%s`` parameters:
-    ``requeue_params``): a done or failed row starts over, a row being worked is handed back after a pause."""
+def _requeue(*, table: str, later: str, moment: str) -> tuple[str, str]:
+    """The SET list and the condition that make a stored row pending again (``work_again``): a done or failed
+    row starts over (at ``moment``), a row being worked is handed back (at ``later``). Columns are qualified
+    with ``table``; ``later`` and ``moment`` are SQL expressions."""
     meta = InboxEvent._meta
-
     columns = {f.name: str(f.column) for f in meta.local_concrete_fields}
 
     def col(name: str) -> str:
         return connection.ops.quote_name(columns[name])
 
-    status = col("status")
+    def own(name: str) -> str:
+        return f"{table}.{col(name)}"
+
+    status = own("status")
     processing = InboxEvent.Status.PROCESSING.value
     worked = ", ".join(f"'{s.value}'" for s in (InboxEvent.Status.DONE, InboxEvent.Status.FAILED))
-    empty = "''"
 
-    def when_processing(column: str, then: str) -> str:
-        return f"{col(column)} = CASE WHEN {status} = '{processing}' THEN {then} ELSE {col(column)} END"
+    def case(name: str, if_processing: str, otherwise: str) -> str:
+        return f"{col(name)} = CASE WHEN {status} = '{processing}' THEN {if_processing} ELSE {otherwise} END"
 
+    assignments = ", ".join(
+        [
+            f"{col('status')} = '{InboxEvent.Status.PENDING.value}'",
+            case("next_attempt_at", later, moment),
+            case("attempts", own("attempts"), "0"),
+            case("last_error", own("last_error"), "''"),
+            case("claim", "''", own("claim")),
+            case("locked_until", "NULL", own("locked_until")),
+        ]
+    )
+    return assignments, f"{status} IN ({worked}, '{processing}')"
+
+
+@functools.cache
+def requeue_statement() -> str:
+    """The one UPDATE behind ``work_again``, shared by every path that stores callbacks (``%s`` parameters:
+    ``requeue_params``)."""
+    meta = InboxEvent._meta
+    table = connection.ops.quote_name(meta.db_table)
+    assignments, worked = _requeue(table=table, later="%s", moment="%s")
+    corp = connection.ops.quote_name(str(meta.get_field("corp").column))
+    key = connection.ops.quote_name(str(meta.get_field("dedupe_key").column))
     return (
-        f"UPDATE {connection.ops.quote_name(meta.db_table)} SET "  # noqa: S608 - names from the model
-        f"{status} = '{InboxEvent.Status.PENDING.value}', "
-        f"{col('next_attempt_at')} = CASE WHEN {status} = '{processing}' THEN %s ELSE %s END, "
-        f"{col('attempts')} = CASE WHEN {status} = '{processing}' THEN {col('attempts')} ELSE 0 END, "
-        f"{col('last_error')} = CASE WHEN {status} = '{processing}' THEN {col('last_error')} ELSE '' END, "
-        f"{when_processing('claim', empty)}, {when_processing('locked_until', 'NULL')} "
-        f"WHERE {col('corp')} = %s AND {col('dedupe_key')} = %s"
-        f" AND {status} IN ({worked}, '{processing}')"
+        f"UPDATE {table} SET {assignments} "  # noqa: S608 - names from the model
+        f"WHERE {table}.{corp} = %s AND {table}.{key} = %s AND {worked}"
+    )
+
+
+@functools.cache
+def store_statement() -> str:
+    """PostgreSQL: one statement that stores a callback's row or, for one already on record, works it again
+    (``work_again``: only when the new row is a pending one, as an event's is), with the parameters of
+    ``groupcommit.insert_statement``. It returns (corp_id, dedupe_key, inserted) for the rows inserted
+    (inserted true) and for those made pending again (false); a row left as it was returns nothing.
+
+    The asynchronous receiver commits a batch of these in one transaction: a redelivery costs no second
+    transaction. ``xmax = 0`` is how PostgreSQL tells a row this statement inserted from one it updated.
+    """
+    from siyu.wecom.groupcommit import insert_statement
+
+    _fields, insert = insert_statement()
+    head = insert[: insert.index(" ON CONFLICT")]
+    meta = InboxEvent._meta
+    table = connection.ops.quote_name(meta.db_table)
+    corp = connection.ops.quote_name(str(meta.get_field("corp").column))
+    key = connection.ops.quote_name(str(meta.get_field("dedupe_key").column))
+    status = connection.ops.quote_name(str(meta.get_field("status").column))
+    received = connection.ops.quote_name(str(meta.get_field("received_at").column))
+    moment = f"EXCLUDED.{received}"
+    later = f"{moment} + interval '{REDELIVERY_PAUSE_SECONDS} seconds'"
+    assignments, worked = _requeue(table=table, later=later, moment=moment)
+    return (
+        f"{head} ON CONFLICT ({corp}, {key}) DO UPDATE SET {assignments}"
+        f" WHERE EXCLUDED.{status} = '{InboxEvent.Status.PENDING.value}' AND {worked}"
+        f" RETURNING {table}.{corp}, {table}.{key}, {table}.xmax = 0"
     )
 
 

@@ -24,7 +24,7 @@ from siyu.corps.models import Corp
 from siyu.wecom import groupcommit
 from siyu.wecom.crypto import CallbackCrypto, CallbackCryptoError, ReceiveIdError, SignatureError
 from siyu.wecom.inbox import Stored, store_message, wake_worker
-from siyu.wecom.messages import MessageError, parse_xml
+from siyu.wecom.messages import MessageError, parse_message
 
 logger = logging.getLogger(__name__)
 
@@ -120,13 +120,13 @@ def verify_url(
 def read_envelope(body: bytes) -> str:
     """The ``<Encrypt>`` text of a POSTed envelope (§2.4)."""
     try:
-        root = parse_xml(body)
+        envelope = parse_message(body)
     except MessageError as exc:
         raise BadCallback(str(exc)) from exc
-    encrypt = root.findtext("Encrypt")
+    encrypt = envelope.get("Encrypt")
     if not encrypt:
         raise BadCallback("the envelope has no Encrypt element")
-    return encrypt.strip()
+    return encrypt
 
 
 def decode_event(
