@@ -81,3 +81,43 @@ def test_one_add_through_a_channel_stays_within_its_statement_budget(
         work = [sql for sql in statements if not _TRANSACTION_CONTROL.match(sql)]
         breakdown = Counter(_tables(sql) for sql in work)
         assert len(work) <= MAX_STATEMENTS_PER_ADD, (len(work), breakdown.most_common())
+
+
+@pytest.mark.django_db(transaction=True)  # handlers run on the drain's commits, as in a worker
+def test_in_a_burst_each_add_is_welcomed_before_the_adds_ahead_of_it_are_remarked_and_tagged(settings):
+    with simulated_wecom(settings) as env:
+        # given a channel with a welcome message, a remark template and an auto-tag
+        staff = staff_like_sim(env)
+        tag = factories.make_tag(env.corp, "抖音", group="来源")
+        channel = channel_with_way(
+            env,
+            staff[:2],
+            welcome_mode=Channel.WelcomeMode.OWN,
+            remark_template="{customer_name}-抖音",
+            tag_ids=[tag.pk],
+        )
+        save_welcome_message(
+            actor=operator_of(env.corp), channel=channel, variants=[VariantInput(text="您好{customer_name}")]
+        )
+        # when three customers scan the code together and one drain works their callbacks
+        scans = [env.sim.actions.scan_contact_way(config_id=channel.config_id) for _ in range(3)]
+        env.deliver(minimum=3)
+        env.work()
+        adds = [
+            ChannelAdd.objects.for_corp(env.corp).get(customer__external_userid=scan["external_userid"])
+            for scan in scans
+        ]
+        # then every add is complete: welcomed, remarked and tagged, once each
+        for add, scan in zip(adds, scans, strict=True):
+            assert add.welcome_status == ChannelAdd.Welcome.SENT
+            assert env.sim.state.welcome_codes[scan["welcome_code"]].used
+            assert add.automated_at is not None
+            assert RelationTag.objects.filter(relation_id=add.relation_id, tag=tag).count() == 1
+            kinds = Counter(
+                Event.objects.for_corp(env.corp).filter(customer=add.customer).values_list("kind", flat=True)
+            )
+            assert kinds[Event.Kind.REMARK_CHANGED] == 1 and kinds[Event.Kind.TAGGED] == 1
+        # and no add's remark and tags were applied before the last add of the burst was welcomed
+        assert adds[-1].welcome_sent_at is not None
+        last_welcome = max(add.welcome_sent_at for add in adds if add.welcome_sent_at is not None)
+        assert all(add.automated_at >= last_welcome for add in adds[:-1])

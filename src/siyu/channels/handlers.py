@@ -8,7 +8,9 @@ whose code lasts 20 s — goes out before anything else:
    welcome message queued in the outbox, in one transaction; a repeat finds the add and stops;
 2. the welcome message is sent at once from this thread (``send_now``);
 3. the channel's remark template and the tagging rules (the channel's auto-tags, time of add…) are applied,
-   through the write-through services (WeCom ``remark`` / ``mark_tag``, timeline events), once per add;
+   through the write-through services (WeCom ``remark`` / ``mark_tag``, timeline events), once per add —
+   at once, or, while other adds wait in the inbox behind this one (a burst), once the drain has worked them
+   (``inbox.after_waiting_adds``): their welcome codes are running out, a remark and tags can wait;
 4. the channel's contact way is looked at again (a member may have reached their cap) and pushed if needed.
 
 A paused channel's adds are attributed to it (marked paused) and get the corp default welcome message, but
@@ -34,6 +36,7 @@ from siyu.customers.models import Customer, Event, FollowRelation
 from siyu.customers.services import update_relation_remark
 from siyu.customers.signals import relation_ended
 from siyu.tags.rules import Facts, Match, Trigger, apply_rules, register_kind
+from siyu.wecom.inbox import after_waiting_adds
 from siyu.wecom.limits import Priority
 from siyu.wecom.models import Outbox
 from siyu.wecom.outbox import EXPIRED_REASON, enqueue_write, send_now
@@ -124,15 +127,20 @@ def on_contact_added(
             send_now(row)
         except Exception:  # the outbox worker sends it while the code is valid, or records it expired
             log.exception("channels: sending the welcome of add %s at once failed", add.pk)
-    try:
-        automate(add)
-    except Exception:
-        log.exception("channels: automation of add %s failed (the beat retries it)", add.pk)
+    if not after_waiting_adds(corp.pk, lambda: _automate_logged(add)):
+        _automate_logged(add)
     if add.channel_id is not None:
         try:
             refresh_channel(add.channel_id, corp)
         except Exception:
             log.exception("channels: refreshing channel %s after an add failed", add.channel_id)
+
+
+def _automate_logged(add: ChannelAdd) -> None:
+    try:
+        automate(add)
+    except Exception:
+        log.exception("channels: automation of add %s failed (the beat retries it)", add.pk)
 
 
 def record_add(

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import functools
 import hashlib
@@ -433,39 +434,95 @@ def drain_inbox(
     max_seconds: float | None = None,
     client_factory: ClientFactory | None = None,
 ) -> DrainReport:
-    """Work claimable rows until none is left (or the time budget is spent); returns what was done."""
+    """Work claimable rows until none is left (or the time budget is spent); returns what was done.
+
+    Work that handlers put off while other adds waited (``after_waiting_adds``) runs between claims once no
+    add of its corp waits any more, and in any case before the drain returns.
+    """
     budget = max_seconds if max_seconds is not None else _knob("INBOX_RUN_SECONDS")
     started = time.monotonic()
     report = DrainReport()
-    while True:
-        if time.monotonic() - started > budget:
-            report.stopped_early = True
-            break
-        _token, rows = claim_batch(corp_id=corp_id)
-        if not rows:
-            break
-        for row in rows:
-            status = process_row(row, client_factory=client_factory)
-            report.statuses[status] = report.statuses.get(status, 0) + 1
+    later: list[tuple[int, Callable[[], None]]] = []
+    token = _later.set(later)
+    try:
+        while True:
+            if time.monotonic() - started > budget:
+                report.stopped_early = True
+                break
+            _token, rows = claim_batch(corp_id=corp_id)
+            if not rows:
+                break
+            for row in rows:
+                working = _working.set(row.pk)
+                try:
+                    status = process_row(row, client_factory=client_factory)
+                finally:
+                    _working.reset(working)
+                report.statuses[status] = report.statuses.get(status, 0) + 1
+            _run_later(later, only_idle=True)
+    finally:
+        _later.reset(token)
+        _run_later(later, only_idle=False)
     return report
+
+
+# Work put off by handlers until the adds waiting behind theirs are worked (``after_waiting_adds``): set by a
+# running drain, None elsewhere.
+_later: contextvars.ContextVar[list[tuple[int, Callable[[], None]]] | None] = contextvars.ContextVar(
+    "siyu_inbox_later", default=None
+)
+
+
+# The inbox row a drain is working (its handlers' own add is not one that waits).
+_working: contextvars.ContextVar[int | None] = contextvars.ContextVar("siyu_inbox_working", default=None)
+
+
+def after_waiting_adds(corp_id: int, work: Callable[[], None]) -> bool:
+    """Put ``work`` off while other adds of the corp wait in the inbox, when called by a drain's handler.
+
+    An add's welcome code lasts 20 s, so during a burst what an add can do later (its remark and tags, which
+    are WeCom calls) waits until the drain has worked the adds queued behind it. Returns whether ``work`` was
+    put off; when not (no drain, or no add waiting) the caller does it now. Work put off and lost with its
+    worker is caught up by the beat (``channels.handlers.complete_pending``).
+    """
+    later = _later.get()
+    if later is None or not adds_waiting(corp_id, besides=_working.get()):
+        return False
+    later.append((corp_id, work))
+    return True
+
+
+def _run_later(later: list[tuple[int, Callable[[], None]]], *, only_idle: bool) -> None:
+    """Run the work put off, oldest first: all of it, or (``only_idle``) while no add of its corp waits."""
+    while later:
+        corp_id, work = later[0]
+        if only_idle and adds_waiting(corp_id):
+            return
+        later.pop(0)
+        try:
+            work()
+        except Exception:  # the work logs its own failures; nothing here may stop the drain
+            logger.exception("wecom inbox: work put off for corp %s failed", corp_id)
 
 
 # The events that carry a welcome code: their welcome goes out while the add is worked, within 20 s.
 ADD_CHANGES = ("add_external_contact", "add_half_external_contact")
 
 
-def adds_waiting(corp_id: int) -> bool:
+def adds_waiting(corp_id: int, *, besides: int | None = None) -> bool:
     """Whether a customer's add waits in the corp's inbox or is being worked: due and unclaimed, or claimed
-    under a live lease (a row waiting for a retry, or left by a dead worker, does not count)."""
+    under a live lease (a row waiting for a retry, or left by a dead worker, does not count); ``besides``: a
+    row that does not count (the one being worked by the caller)."""
     moment = now()
-    return (
-        InboxEvent.objects.filter(corp_id=corp_id, event=CONTACT_EVENT, change_type__in=ADD_CHANGES)
-        .filter(
-            Q(status=InboxEvent.Status.PENDING, next_attempt_at__lte=moment)
-            | Q(status=InboxEvent.Status.PROCESSING, locked_until__gte=moment)
-        )
-        .exists()
+    rows = InboxEvent.objects.filter(
+        corp_id=corp_id, event=CONTACT_EVENT, change_type__in=ADD_CHANGES
+    ).filter(
+        Q(status=InboxEvent.Status.PENDING, next_attempt_at__lte=moment)
+        | Q(status=InboxEvent.Status.PROCESSING, locked_until__gte=moment)
     )
+    if besides is not None:
+        rows = rows.exclude(pk=besides)
+    return rows.exists()
 
 
 def yield_to_adds(
