@@ -433,14 +433,19 @@ def drain_inbox(
     corp_id: int | None = None,
     max_seconds: float | None = None,
     client_factory: ClientFactory | None = None,
+    linger: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> DrainReport:
     """Work claimable rows until none is left (or the time budget is spent); returns what was done.
 
-    Work that handlers put off while other adds waited (``after_waiting_adds``) runs between claims once no
-    add of its corp waits any more, and in any case before the drain returns.
+    ``linger``: when none is left, keep looking (every ``INBOX_LINGER_POLL_SECONDS``) until this many seconds
+    after the last row was worked (or the drain started). Work that handlers put off while other adds waited
+    (``after_waiting_adds``) runs between claims once no add of its corp waits any more, and in any case
+    before the drain returns.
     """
     budget = max_seconds if max_seconds is not None else _knob("INBOX_RUN_SECONDS")
-    started = time.monotonic()
+    poll: float = _knob("INBOX_LINGER_POLL_SECONDS")
+    started = last_row = time.monotonic()
     report = DrainReport()
     later: list[tuple[int, Callable[[], None]]] = []
     token = _later.set(later)
@@ -451,7 +456,12 @@ def drain_inbox(
                 break
             _token, rows = claim_batch(corp_id=corp_id)
             if not rows:
-                break
+                _run_later(later, only_idle=False)
+                if time.monotonic() - last_row >= linger:
+                    break
+                sleep(poll)
+                continue
+            last_row = time.monotonic()
             for row in rows:
                 working = _working.set(row.pk)
                 try:
@@ -554,8 +564,9 @@ def next_retry_at(*, corp_id: int | None = None) -> dt.datetime | None:
 
 @task()
 def drain_inbox_task(corp_id: int | None = None) -> None:
-    """Drain the inbox; continue in a new task when the time budget ran out, and wake up for due retries."""
-    report = drain_inbox(corp_id=corp_id)
+    """Drain the inbox (lingering ``INBOX_LINGER_SECONDS`` for rows that keep coming); continue in a new task
+    when the time budget ran out, and wake up for due retries."""
+    report = drain_inbox(corp_id=corp_id, linger=_knob("INBOX_LINGER_SECONDS"))
     if report.stopped_early:
         _enqueue(corp_id)
         return
