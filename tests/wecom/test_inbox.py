@@ -292,31 +292,3 @@ def test_background_work_yields_while_adds_are_worked_and_no_longer():
     _add_event(corp, "wm2")
     paused = yield_to_adds(corp.pk, most=0.2, sleep=lambda _s: None)
     assert 0.2 <= paused < 5.0
-
-
-def test_a_lingering_drain_works_rows_that_arrive_after_it_found_the_inbox_empty():
-    corp, _crypto = callback_corp()
-    first = _delete_party(corp, 9100, at=1700000001)
-    arrivals = iter([9101, 9102])
-    looks: list[float] = []
-
-    def a_callback_arrives(seconds: float) -> None:
-        looks.append(seconds)
-        wecom_id = next(arrivals, None)
-        if wecom_id is not None:
-            _delete_party(corp, wecom_id, at=1700000000 + wecom_id)
-
-    # when a drain that lingers finds the inbox empty twice, a callback arriving each time
-    report = drain_inbox(corp_id=corp.pk, linger=0.5, sleep=a_callback_arrives)
-    # then it worked all three, looking again every poll until nothing came for the linger time
-    assert report.worked == 3
-    assert InboxEvent.objects.for_corp(corp).filter(status=InboxEvent.Status.DONE).count() == 3
-    assert first.pk in set(InboxEvent.objects.for_corp(corp).values_list("pk", flat=True))
-    assert len(looks) >= 3 and set(looks) == {0.05}
-
-
-def test_a_drain_without_linger_returns_when_the_inbox_is_empty():
-    corp, _crypto = callback_corp()
-    _delete_party(corp, 9200)
-    report = drain_inbox(corp_id=corp.pk, sleep=lambda _s: pytest.fail("looked again without linger"))
-    assert report.worked == 1

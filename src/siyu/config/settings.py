@@ -224,12 +224,6 @@ SIYU = {
     "INBOX_LEASE_SECONDS": 300,
     # One drain task works at most this long, then hands over to a new task (workers stay responsive).
     "INBOX_RUN_SECONDS": 60.0,
-    # A drain task that finds the inbox empty keeps looking, every INBOX_LINGER_POLL_SECONDS, until this long
-    # after its last row: while callbacks keep coming (a burst of adds) the next one is worked at once instead
-    # of waiting for its wake-up (at most one drain is queued per corp and second, so a row stored just after
-    # a drain ended waits for the next second's). The worker is held that long after the last row.
-    "INBOX_LINGER_SECONDS": 1.0,
-    "INBOX_LINGER_POLL_SECONDS": 0.05,
     # A failing event is retried with backoff from 10 s, doubling, capped at an hour: 10 tries span about 85
     # minutes, enough to ride out a WeCom or database hiccup, short enough that a real problem shows that day.
     "INBOX_MAX_ATTEMPTS": int(env("SIYU_INBOX_MAX_ATTEMPTS", "10")),

@@ -433,19 +433,14 @@ def drain_inbox(
     corp_id: int | None = None,
     max_seconds: float | None = None,
     client_factory: ClientFactory | None = None,
-    linger: float = 0.0,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> DrainReport:
     """Work claimable rows until none is left (or the time budget is spent); returns what was done.
 
-    ``linger``: when none is left, keep looking (every ``INBOX_LINGER_POLL_SECONDS``) until this many seconds
-    after the last row was worked (or the drain started). Work that handlers put off while other adds waited
-    (``after_waiting_adds``) runs between claims once no add of its corp waits any more, and in any case
-    before the drain returns.
+    Work that handlers put off while other adds waited (``after_waiting_adds``) runs between claims once no
+    add of its corp waits any more, and in any case before the drain returns.
     """
     budget = max_seconds if max_seconds is not None else _knob("INBOX_RUN_SECONDS")
-    poll: float = _knob("INBOX_LINGER_POLL_SECONDS")
-    started = last_row = time.monotonic()
+    started = time.monotonic()
     report = DrainReport()
     later: list[tuple[int, Callable[[], None]]] = []
     token = _later.set(later)
@@ -456,12 +451,7 @@ def drain_inbox(
                 break
             _token, rows = claim_batch(corp_id=corp_id)
             if not rows:
-                _run_later(later, only_idle=False)
-                if time.monotonic() - last_row >= linger:
-                    break
-                sleep(poll)
-                continue
-            last_row = time.monotonic()
+                break
             for row in rows:
                 working = _working.set(row.pk)
                 try:
@@ -564,9 +554,8 @@ def next_retry_at(*, corp_id: int | None = None) -> dt.datetime | None:
 
 @task()
 def drain_inbox_task(corp_id: int | None = None) -> None:
-    """Drain the inbox (lingering ``INBOX_LINGER_SECONDS`` for rows that keep coming); continue in a new task
-    when the time budget ran out, and wake up for due retries."""
-    report = drain_inbox(corp_id=corp_id, linger=_knob("INBOX_LINGER_SECONDS"))
+    """Drain the inbox; continue in a new task when the time budget ran out, and wake up for due retries."""
+    report = drain_inbox(corp_id=corp_id)
     if report.stopped_early:
         _enqueue(corp_id)
         return
