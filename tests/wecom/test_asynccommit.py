@@ -129,6 +129,26 @@ def test_a_redelivery_puts_a_worked_row_back_and_hands_back_a_row_being_worked()
     assert rows.count() == 2
 
 
+def test_a_redelivery_of_a_row_still_waiting_leaves_it_as_it_is():
+    # given a stored row waiting for its retry
+    corp, _crypto = callback_corp()
+    _with_committer(lambda c: _outcomes(c, corp.pk, [_event(1)]))
+    rows = InboxEvent.objects.for_corp(corp)
+    retry_at = now() + dt.timedelta(minutes=3)
+    rows.update(attempts=3, last_error="WeCom busy", next_attempt_at=retry_at)
+    # when it arrives again
+    outcomes = _with_committer(lambda c: _outcomes(c, corp.pk, [_event(1)]))
+    # then it is a duplicate and the row keeps its retry schedule
+    assert [o.created for o in outcomes] == [False]
+    row = rows.get()
+    assert (row.status, row.attempts, row.last_error, row.next_attempt_at) == (
+        InboxEvent.Status.PENDING,
+        3,
+        "WeCom busy",
+        retry_at,
+    )
+
+
 def test_a_row_the_database_refuses_does_not_take_its_batch_down():
     # given a batch with one row PostgreSQL cannot store (a NUL character in text)
     corp, _crypto = callback_corp()
