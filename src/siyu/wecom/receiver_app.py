@@ -334,6 +334,8 @@ def run(*, host: str, port: int, workers: int) -> None:
         access_log=False,  # a line per callback costs more CPU than the callback; the inbox is the record
         log_config=None,  # Django's LOGGING, as every other process
         server_header=False,
+        # Nothing here reads the client's address: no X-Forwarded-For rewriting (a middleware per request).
+        proxy_headers=False,
         # In-flight callbacks wait at most WECOM_CALLBACK_STORE_SECONDS for their commit.
         timeout_graceful_shutdown=10,
     )
