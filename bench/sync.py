@@ -591,6 +591,7 @@ def _measure(sim: SimulatorProcess, customers: int) -> list[Figure]:
 
 
 def main() -> None:
+    global DATABASE  # --database: read by the phases that (re-)create it
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -608,7 +609,6 @@ def main() -> None:
     if args.child:
         _child(args)
         return
-    global DATABASE
     DATABASE = args.database
     customers = args.customers or (10_000 if args.quick else 100_000)
     staff = args.staff or (40 if args.quick else 200)
