@@ -274,7 +274,20 @@ def _delete_ticket(ticket_id: int) -> None:
 
 
 def release(ticket_id: int) -> None:
-    """Give a slot back (delete its running ticket)."""
+    """Give a slot back (delete its running ticket).
+
+    On PostgreSQL outside a transaction: one statement in its own transaction, whose commit does not wait
+    for the disk (``set_config(…, true)`` is ``SET LOCAL``, read at that statement's commit), where
+    ``_state_transaction`` costs three round trips; every WeCom call ends with one."""
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        table = connection.ops.quote_name(GatewayTicket._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {table} t USING (SELECT set_config('synchronous_commit', 'off', true)) s "  # noqa: S608
+                "WHERE t.id = %s",
+                [ticket_id],
+            )
+        return
     with _state_transaction():
         _delete_ticket(ticket_id)
 
