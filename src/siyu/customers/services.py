@@ -809,7 +809,7 @@ def _datetime(value: Any) -> dt.datetime:
         if parsed is None:
             raise ValueError(f"not a datetime: {value!r}")
         return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _refresh_list_columns(corp: Corp, created: Sequence[ImportedRelation]) -> None:
