@@ -1,10 +1,11 @@
 """Benchmark: full sync of a simulated corp (P11) — time, API calls, memory, resumption — against merely
 paging through the same API calls without writing anything.
 
-    .venv/bin/python bench/sync.py [--customers 100000] [--staff 200] [--seed 1] [--quick]
+    .venv/bin/python bench/sync.py [--customers 100000] [--staff 200] [--seed 1] [--quick] [--database NAME]
 
 The WeCom simulator runs in its own process (``siyu simulator``), generated from the seed; Siyu uses
-DATABASE_URL when set, otherwise a fresh PostgreSQL database ``siyu_bench_sync`` (re-created each run). Every
+DATABASE_URL when set, otherwise a fresh PostgreSQL database ``siyu_bench_sync`` (or ``--database``'s name,
+so that two benchmarks on one cluster do not drop each other's database; re-created each run). Every
 sync runs in its own process, so its peak memory (``getrusage``) is its own, through ``run_sync`` with the
 real client, gateway and limiter, as the worker runs it.
 
@@ -49,7 +50,7 @@ from _common import (
     size_label,
 )
 
-DATABASE = "siyu_bench_sync"
+DATABASE = "siyu_bench_sync"  # the default; --database names another
 CORP_NAME = "同步基准企业"
 TARGET_SECONDS = 60.0  # P11: full sync of 100,000 customers ≤ 60 s (PERFORMANCE.md)
 LEASE_SECONDS = 5  # the bench's SYNC_LEASE_SECONDS: a killed worker's run is taken over after this
@@ -590,6 +591,7 @@ def _measure(sim: SimulatorProcess, customers: int) -> list[Figure]:
 
 
 def main() -> None:
+    global DATABASE  # --database: read by the phases that (re-)create it
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -597,6 +599,9 @@ def main() -> None:
     parser.add_argument("--staff", type=int, default=None, help="default 200 (--quick: 40)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="10,000 customers: a check in a minute")
+    parser.add_argument(
+        "--database", default=DATABASE, help=f"PostgreSQL database to re-create (default {DATABASE})"
+    )
     parser.add_argument("--child", choices=["raw", "client", "full", "reconcile"], help=argparse.SUPPRESS)
     parser.add_argument("--corpid", help=argparse.SUPPRESS)
     parser.add_argument("--run-id", type=int, default=None, help=argparse.SUPPRESS)
@@ -604,6 +609,7 @@ def main() -> None:
     if args.child:
         _child(args)
         return
+    DATABASE = args.database
     customers = args.customers or (10_000 if args.quick else 100_000)
     staff = args.staff or (40 if args.quick else 200)
     print_figures(run(customers, staff, args.seed))

@@ -7,13 +7,14 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from siyu.core.clock import now
-from siyu.core.tenancy import CorpManager, CorpOwned, corp_key
+from siyu.core.tenancy import HOT_ROW_KEY, CorpManager, CorpOwned, corp_key
 
 
 class Customer(CorpOwned):
     """An external contact (外部联系人) of the corp, one per ``external_userid``."""
 
-    corp = corp_key(db_index=False)  # customer_unique_external_userid and customer_corp_added lead with it
+    # customer_unique_external_userid and customer_corp_added lead with it; no constraint (HOT_ROW_KEY)
+    corp = corp_key(db_index=False, db_constraint=False)
 
     class Gender(models.IntegerChoices):  # WeCom: 0 unknown, 1 male, 2 female
         UNKNOWN = 0, _("Unknown")
@@ -88,7 +89,7 @@ class FollowRelation(CorpOwned):
         DELETED_BY_CUSTOMER = "deleted_by_customer", _("Deleted by customer")
 
     # Lookups by corp, customer and staff are served by the composite indexes below, each led by that column.
-    corp = corp_key(db_index=False)
+    corp = corp_key(db_index=False, db_constraint=False)  # HOT_ROW_KEY
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="relations", db_index=False)
     staff = models.ForeignKey(
         "corps.Staff", on_delete=models.CASCADE, related_name="relations", db_index=False
@@ -177,12 +178,19 @@ class Event(CorpOwned):
         SEED = "seed", _("Demo data")
         SYSTEM = "system", _("System")
 
-    corp = corp_key(db_index=False)  # event_unique_dedupe_key and event_corp_kind_time lead with it
+    # The timeline's keys carry no database constraint (HOT_ROW_KEY): a sync appends 2.5 events a relation.
+    corp = corp_key(db_index=False, db_constraint=False)  # event_unique_dedupe_key, event_corp_kind_time lead
     customer = models.ForeignKey(  # event_customer_timeline leads with it
-        Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="events", db_index=False
+        Customer,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="events",
+        db_index=False,
+        **HOT_ROW_KEY,
     )
     staff = models.ForeignKey(
-        "corps.Staff", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "corps.Staff", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", **HOT_ROW_KEY
     )
     kind = models.CharField(max_length=40)
     occurred_at = models.DateTimeField(default=now)

@@ -72,7 +72,7 @@ class GroupMember(CorpOwned):
         REMOVED = 1, _("Removed by the owner or an admin")
 
     # Lookups by corp, group and customer are served by the indexes below, each led by that column.
-    corp = corp_key(db_index=False)
+    corp = corp_key(db_index=False, db_constraint=False)  # HOT_ROW_KEY
     group = models.ForeignKey(GroupChat, on_delete=models.CASCADE, related_name="members", db_index=False)
     userid = models.CharField(max_length=64)  # a staff userid or an external_userid
     type = models.SmallIntegerField(choices=Type.choices, default=Type.EXTERNAL)

@@ -12,7 +12,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from siyu.core.clock import now
-from siyu.core.tenancy import CorpManager, CorpOwned
+from siyu.core.tenancy import HOT_ROW_KEY, CorpManager, CorpOwned, corp_key
 
 
 class TagGroup(CorpOwned):
@@ -73,13 +73,19 @@ class Tag(CorpOwned):
 class RelationTag(CorpOwned):
     """A tag on one customer–staff relation, as WeCom keeps it."""
 
-    # Lookups by relation and by customer are served by the two indexes below, each led by that column.
+    # Lookups by relation and by customer are served by the two indexes below, each led by that column. No
+    # database constraints (HOT_ROW_KEY): a sync writes 1.5 relation tags a relation.
+    corp = corp_key(db_constraint=False)
     relation = models.ForeignKey(
-        "customers.FollowRelation", on_delete=models.CASCADE, related_name="relation_tags", db_index=False
+        "customers.FollowRelation",
+        on_delete=models.CASCADE,
+        related_name="relation_tags",
+        db_index=False,
+        **HOT_ROW_KEY,
     )
-    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+", **HOT_ROW_KEY)
     customer = models.ForeignKey(
-        "customers.Customer", on_delete=models.CASCADE, related_name="+", db_index=False
+        "customers.Customer", on_delete=models.CASCADE, related_name="+", db_index=False, **HOT_ROW_KEY
     )
     created_at = models.DateTimeField(default=now)
 
@@ -93,11 +99,19 @@ class RelationTag(CorpOwned):
 class CustomerTag(CorpOwned):
     """Derived: a tag is on a customer when any of their relations carries it."""
 
-    # Both served by the two indexes below (customer_tag_unique, customer_tag_tag_customer).
+    # Both served by the two indexes below (customer_tag_unique, customer_tag_tag_customer). No database
+    # constraints (HOT_ROW_KEY): derived rows, written set-based by the tags services.
+    corp = corp_key(db_constraint=False)
     customer = models.ForeignKey(
-        "customers.Customer", on_delete=models.CASCADE, related_name="customer_tags", db_index=False
+        "customers.Customer",
+        on_delete=models.CASCADE,
+        related_name="customer_tags",
+        db_index=False,
+        **HOT_ROW_KEY,
     )
-    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="customer_tags", db_index=False)
+    tag = models.ForeignKey(
+        Tag, on_delete=models.CASCADE, related_name="customer_tags", db_index=False, **HOT_ROW_KEY
+    )
 
     objects = CorpManager["CustomerTag"]()
 
