@@ -1,6 +1,6 @@
 """Benchmark: the WeCom callback receiver (target P1) — durable acknowledgements per second and their latency.
 
-    .venv/bin/python bench/callbacks.py [--count 20000] [--concurrency 64] [--receiver-workers 1]
+    .venv/bin/python bench/callbacks.py [--count 20000] [--concurrency 64] [--receiver-workers CORES]
                                         [--wsgi-count 5000] [--workers 2] [--threads N] [--rounds 4]
                                         [--duplicates 0.05] [--seed 1] [--max-seconds 60] [--client raw]
 
@@ -653,7 +653,12 @@ def main() -> None:
     )
     parser.add_argument("--count", type=int, default=20_000, help="distinct callbacks")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
-    parser.add_argument("--receiver-workers", type=int, default=1, help="siyu receiver processes")
+    parser.add_argument(
+        "--receiver-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="siyu receiver processes (default: one per core, as siyu receiver's own default)",
+    )
     parser.add_argument(
         "--wsgi-count",
         type=int,
