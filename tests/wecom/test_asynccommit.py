@@ -87,6 +87,40 @@ def test_rows_arriving_together_share_one_transaction_and_each_is_stored_once():
         assert cursor.fetchone()[0] == 1
 
 
+def test_every_column_is_stored_as_given_whatever_the_text_holds():
+    # given callbacks whose text holds what the batch's JSON must carry through: CJK, quotes, backslashes,
+    # line breaks, and a message that is not an event (stored ignored, without its body)
+    corp, _crypto = callback_corp()
+    tricky = event_xml(
+        "change_external_contact",
+        "edit_external_contact",
+        create_time=1700000123,
+        UserID="wangfang",
+        ExternalUserID='wm"引号\\反斜杠\n换行',
+    ).encode()
+    text = b"<xml><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content></xml>"
+    outcomes = _with_committer(lambda c: _outcomes(c, corp.pk, [tricky, text, _event(7)]))
+    assert [o.created for o in outcomes] == [True, True, True]
+    rows = InboxEvent.objects.for_corp(corp)
+    stored = rows.get(dedupe_key=dedupe_key(tricky))
+    assert stored.message == tricky.decode()
+    assert stored.ordering_key == 'contact:wm"引号\\反斜杠\n换行'
+    assert stored.event_time == dt.datetime.fromtimestamp(1700000123, tz=dt.UTC)
+    assert (stored.status, stored.attempts, stored.claim, stored.locked_until) == (
+        InboxEvent.Status.PENDING,
+        0,
+        "",
+        None,
+    )
+    assert stored.received_at <= now() and stored.next_attempt_at <= now()
+    ignored = rows.get(dedupe_key=dedupe_key(text))
+    assert (ignored.status, ignored.message, ignored.processed_at is not None) == (
+        InboxEvent.Status.IGNORED,
+        "",
+        True,
+    )
+
+
 def test_a_batch_holds_at_most_max_rows():
     corp, _crypto = callback_corp()
 

@@ -3,9 +3,9 @@
 The same scheme as ``groupcommit`` (whose ``Batch`` builds the rows and decides what each callback made), on
 the receiver's event loop instead of a thread: request handlers queue their inbox row and await it; one
 committer task takes every row waiting at that moment and writes them in one transaction on one psycopg
-``AsyncConnection`` in pipeline mode — BEGIN, the batch's rows (``inbox.store_statement``: an INSERT that
-re-queues a redelivered row instead where ``work_again`` says so; one prepared statement) and COMMIT in one
-round trip — and only then resolves the handlers' futures. While one batch commits the next gathers, so a
+``AsyncConnection`` in pipeline mode — BEGIN, the batch's rows (``inbox.store_statement``: one INSERT for
+the batch that re-queues a redelivered row instead where ``work_again`` says so) and COMMIT in one round
+trip — and only then resolves the handlers' futures. While one batch commits the next gathers, so a
 lone callback waits for one commit and a burst shares them: per callback a share of one WAL flush and no
 thread hand-off.
 
@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import functools
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +30,7 @@ from typing import Any
 import psycopg
 from django.db import connections
 
-from siyu.wecom.groupcommit import Batch, NotStored
+from siyu.wecom.groupcommit import Batch, NotStored, insert_statement
 from siyu.wecom.inbox import Stored, inbox_row, store_statement
 from siyu.wecom.models import InboxEvent
 
@@ -185,29 +188,43 @@ class AsyncGroupCommitter:
     async def _write(self, rows: Batch) -> set[tuple[int, str]]:
         """Store the batch's rows in one transaction; returns the (corp_id, dedupe_key) pairs inserted.
 
-        One prepared statement per row (``inbox.store_statement``: the INSERT, or for a row already on record
-        that must be worked again, ``inbox.work_again``'s update), pipelined with BEGIN and COMMIT: the batch
-        is one round trip, so one wake-up of this process and of its database session (on a busy machine each
-        is a wait for the scheduler: with BEGIN and the rows in one round trip and COMMIT in a second,
-        bench/callbacks.py measured 60–90% of the rate). A redelivery costs no second transaction either.
+        One statement for the whole batch (``inbox.store_statement``: the rows as one JSON parameter, each
+        inserted or, for a row already on record that must be worked again, ``inbox.work_again``'s update),
+        pipelined with BEGIN and COMMIT: the batch is one round trip, so one wake-up of this process and of
+        its database session (on a busy machine each is a wait for the scheduler: with BEGIN and the rows in
+        one round trip and COMMIT in a second, bench/callbacks.py measured 60–90% of the rate). A redelivery
+        costs no second transaction either.
 
-        Measured here with psycopg 3.3 against the alternatives, per row at batches of 10–60: a binary COPY
-        into a temporary table and one INSERT … SELECT cost a little less CPU at large batches but five round
-        trips; one multi-row VALUES statement costs twice the client CPU; one INSERT … SELECT FROM unnest of
-        one array per column 1.7 times the client CPU (psycopg dumps arrays element by element, in Python).
+        Measured here with psycopg 3.3 against the alternatives, per row at batches of 10–60: a prepared
+        statement per row, pipelined, costs ~30–50 µs more PostgreSQL CPU a callback; a binary COPY into a
+        temporary table and one INSERT … SELECT a little less CPU at large batches but five round trips; one
+        multi-row VALUES statement twice the client CPU; one INSERT … SELECT FROM unnest of one array per
+        column 1.7 times the client CPU (psycopg dumps arrays element by element, in Python).
         """
         conn = await self._connect()
         django_connection = connections[self.alias]  # its adapters only: it is never used to connect here
-        params = rows.params(django_connection)
-        inserted: set[tuple[int, str]] = set()
+        names = _columns()
+        document = json.dumps(
+            [dict(zip(names, row, strict=True)) for row in rows.params(django_connection)],
+            default=_iso,
+            ensure_ascii=False,
+        )
         async with conn.pipeline(), conn.cursor() as cursor:
             async with conn.transaction():  # BEGIN and COMMIT are queued with the rows, not sent apart
-                await cursor.executemany(store_statement(), params, returning=True)
-            while True:
-                inserted.update((int(c), str(k)) for c, k, new in await cursor.fetchall() if new)
-                if not cursor.nextset():
-                    break
-        return inserted
+                await cursor.execute(store_statement(), [document])
+            return {(int(c), str(k)) for c, k, new in await cursor.fetchall() if new}
+
+
+@functools.cache
+def _columns() -> list[str]:
+    fields, _sql = insert_statement()
+    return [str(f.column) for f in fields]
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 def _expire(future: asyncio.Future[bool], timeout: float) -> None:
