@@ -322,3 +322,56 @@ def test_attachments_go_with_media_ids_from_an_upload(settings, django_capture_o
         assert asset.media_id in env.sim.state.media
         assert link["link"]["url"] == "https://example.com/n"
         assert the_add(env, added).welcome_status == ChannelAdd.Welcome.SENT
+
+
+@pytest.mark.parametrize("attributed_by_the_beat", [False, True])
+def test_an_add_a_sync_read_first_is_still_the_callbacks_and_gets_its_welcome(
+    settings, django_capture_on_commit_callbacks, attributed_by_the_beat
+):
+    from siyu.channels.handlers import attribute_missed
+
+    with simulated_wecom(settings) as env:
+        staff = staff_like_sim(env)
+        channel = channel_with_way(env, staff[:1], welcome_mode=Channel.WelcomeMode.OWN)
+        welcome(env, channel)
+        # given a customer who scans the code, and a full sync that reads their new relation from WeCom
+        # before the add's callback is worked (and the beat attributing that relation, or not yet)
+        added = env.sim.actions.scan_contact_way(config_id=channel.config_id)
+        run = start_sync(corp=env.corp, kind="full", enqueue=False)
+        with django_capture_on_commit_callbacks(execute=True):
+            run_sync(run.pk)
+        relation = FollowRelation.objects.for_corp(env.corp).get(
+            customer__external_userid=added["external_userid"]
+        )
+        if attributed_by_the_beat:
+            attribute_missed()
+            assert ChannelAdd.objects.get(relation=relation).source == ChannelAdd.Source.SYNC
+        # when the callback is worked
+        env.deliver()
+        with django_capture_on_commit_callbacks(execute=True):
+            env.work()
+        # then the add is the callback's, attributed to the channel, and the customer is welcomed once
+        add = ChannelAdd.objects.get(relation=relation)
+        assert (add.source, add.channel_id, add.welcome_status) == (
+            ChannelAdd.Source.CALLBACK,
+            channel.pk,
+            ChannelAdd.Welcome.SENT,
+        )
+        assert add.received_at is not None
+        assert env.sim.state.welcome_codes[added["welcome_code"]].used
+        welcomed = Event.objects.for_corp(env.corp).filter(
+            kind=Event.Kind.WELCOMED, customer=relation.customer
+        )
+        assert welcomed.count() == 1
+        # and a redelivery of the callback changes nothing
+        post = env.receiver.posts()[-1]
+        with django_capture_on_commit_callbacks(execute=True):
+            env.client.post(
+                f"/wecom/callback/{env.corp.corpid}/?{urlencode(post.query)}",
+                data=post.body,
+                content_type="text/xml",
+            )
+            env.work()
+        assert ChannelAdd.objects.filter(relation=relation).count() == 1
+        assert Outbox.objects.for_corp(env.corp).filter(api="externalcontact/send_welcome_msg").count() == 1
+        assert welcomed.count() == 1

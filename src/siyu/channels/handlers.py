@@ -211,7 +211,80 @@ def record_add(
             if row is None and plan.status == ChannelAdd.Welcome.EXPIRED:
                 welcome.record_outcome_event(add)
     except IntegrityError:
-        return None, None  # the add is on record already (a repeat, or a concurrent worker recorded it)
+        # The add is on record already: a repeat, a concurrent worker, or a sync that read the relation from
+        # WeCom before this callback was worked — that one has no welcome, and this callback's code may still
+        # be used.
+        if source != ChannelAdd.Source.CALLBACK or not welcome_code:
+            return None, None
+        return _take_over_synced(
+            corp=corp,
+            relation=relation,
+            plan=plan,
+            welcome_code=welcome_code,
+            at=moment,
+            received_at=received_at,
+        )
+    return add, row.pk if row is not None else None
+
+
+def _take_over_synced(
+    *,
+    corp: Corp,
+    relation: FollowRelation,
+    plan: welcome.Plan,
+    welcome_code: str,
+    at: dt.datetime,
+    received_at: dt.datetime | None,
+) -> tuple[ChannelAdd | None, int | None]:
+    """The callback of an add a sync recorded first (``source`` sync, no welcome): the add becomes the
+    callback's, with its welcome queued. Returns (add, welcome outbox id), or (None, None) when the add was
+    recorded by a callback (or already taken over)."""
+    with transaction.atomic():
+        add = (
+            ChannelAdd.objects.for_corp(corp)
+            .select_for_update()
+            .filter(
+                relation=relation, source=ChannelAdd.Source.SYNC, welcome_status=ChannelAdd.Welcome.NO_CODE
+            )
+            .first()
+        )
+        if add is None:
+            return None, None
+        row = None
+        if plan.request is not None:
+            row = enqueue_write(
+                corp=corp,
+                api=welcome.SEND_WELCOME,
+                payload=plan.request,
+                idempotency_key=f"welcome:{welcome_code}",
+                priority=Priority.WELCOME,
+                expires_at=plan.deadline,
+            )
+        add.source = ChannelAdd.Source.CALLBACK
+        add.received_at = received_at
+        add.welcome_status = plan.status
+        add.welcome_reason = plan.reason[:200]
+        add.welcome_message = plan.message
+        add.welcome_variant = plan.variant
+        add.welcome_deadline = plan.deadline
+        add.welcome_outbox = row
+        add.welcome_queued_at = at if row is not None else None
+        add.save(
+            update_fields=[
+                "source",
+                "received_at",
+                "welcome_status",
+                "welcome_reason",
+                "welcome_message",
+                "welcome_variant",
+                "welcome_deadline",
+                "welcome_outbox",
+                "welcome_queued_at",
+            ]
+        )
+        rollups.mark_adds(corp, [add.added_at])
+        if row is None and plan.status == ChannelAdd.Welcome.EXPIRED:
+            welcome.record_outcome_event(add)
     return add, row.pk if row is not None else None
 
 

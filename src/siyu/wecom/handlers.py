@@ -182,12 +182,15 @@ def on_contact_added(ctx: Context) -> str:
         state = _add_state(ctx, follow)
         current = _current_relation(ctx, external_userid, follow)
         outcome = ctx.mirror.relation(customer, facts, state=state, relation=current, known=True)
-        if not outcome.added or outcome.relation is None:
+        welcome_code = ctx.message.get("WelcomeCode")
+        if outcome.relation is None or not (outcome.added or welcome_code):
             return "relation already recorded" + (" (remark or tags updated)" if outcome.changed else "")
+        # A relation already recorded with a welcome code to use: a sync read it from WeCom before this event
+        # was worked. Its add is still this event's (``channels.handlers.record_add`` takes over an add a sync
+        # recorded, welcome included; one recorded by an earlier delivery of this event stays as it is).
         # Joins worked before this add (callbacks come in any order) left stays without their customer.
         link_customer_stays(customer=customer, source=SOURCE, payload_extra=ctx.extra)
         relation = outcome.relation
-        welcome_code = ctx.message.get("WelcomeCode")
         received_at = ctx.row.received_at
         transaction.on_commit(
             lambda: contact_added.send(
@@ -202,7 +205,7 @@ def on_contact_added(ctx: Context) -> str:
                 received_at=received_at,
             )
         )
-    return "relation added"
+    return "relation added" if outcome.added else "relation already recorded by a sync: its add and welcome"
 
 
 def on_contact_edited(ctx: Context) -> str:
