@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -36,24 +37,30 @@ def _tables(sql: str) -> str:
     return f"{verb} {table.group(1) if table else '?'}"
 
 
+def _automated_channel(env) -> tuple[Channel, Any]:
+    """A channel with its own welcome message, a remark template and an auto-tag; and the tag."""
+    staff = staff_like_sim(env)
+    tag = factories.make_tag(env.corp, "抖音", group="来源")
+    channel = channel_with_way(
+        env,
+        staff[:2],
+        welcome_mode=Channel.WelcomeMode.OWN,
+        remark_template="{customer_name}-抖音",
+        tag_ids=[tag.pk],
+    )
+    save_welcome_message(
+        actor=operator_of(env.corp), channel=channel, variants=[VariantInput(text="您好{customer_name}")]
+    )
+    return channel, tag
+
+
 def test_one_add_through_a_channel_stays_within_its_statement_budget(
     settings, django_capture_on_commit_callbacks
 ):
     with simulated_wecom(settings) as env:
         # given a channel with its own welcome message, a remark template and an auto-tag, and one add worked
         # already (the corp's API limits and tokens in place, as on any busy day)
-        staff = staff_like_sim(env)
-        tag = factories.make_tag(env.corp, "抖音", group="来源")
-        channel = channel_with_way(
-            env,
-            staff[:2],
-            welcome_mode=Channel.WelcomeMode.OWN,
-            remark_template="{customer_name}-抖音",
-            tag_ids=[tag.pk],
-        )
-        save_welcome_message(
-            actor=operator_of(env.corp), channel=channel, variants=[VariantInput(text="您好{customer_name}")]
-        )
+        channel, tag = _automated_channel(env)
         with django_capture_on_commit_callbacks(execute=True):
             env.act("scan_contact_way", config_id=channel.config_id)
         # when another customer scans the code and the worker handles their callback
@@ -87,18 +94,7 @@ def test_one_add_through_a_channel_stays_within_its_statement_budget(
 def test_in_a_burst_each_add_is_welcomed_before_the_adds_ahead_of_it_are_remarked_and_tagged(settings):
     with simulated_wecom(settings) as env:
         # given a channel with a welcome message, a remark template and an auto-tag
-        staff = staff_like_sim(env)
-        tag = factories.make_tag(env.corp, "抖音", group="来源")
-        channel = channel_with_way(
-            env,
-            staff[:2],
-            welcome_mode=Channel.WelcomeMode.OWN,
-            remark_template="{customer_name}-抖音",
-            tag_ids=[tag.pk],
-        )
-        save_welcome_message(
-            actor=operator_of(env.corp), channel=channel, variants=[VariantInput(text="您好{customer_name}")]
-        )
+        channel, tag = _automated_channel(env)
         # when three customers scan the code together and one drain works their callbacks
         scans = [env.sim.actions.scan_contact_way(config_id=channel.config_id) for _ in range(3)]
         env.deliver(minimum=3)

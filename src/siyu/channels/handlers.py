@@ -175,16 +175,7 @@ def record_add(
     try:
         with transaction.atomic():
             # The welcome's row first, so the add is written once, already pointing at it.
-            row = None
-            if plan.request is not None:
-                row = enqueue_write(
-                    corp=corp,
-                    api=welcome.SEND_WELCOME,
-                    payload=plan.request,
-                    idempotency_key=f"welcome:{welcome_code}",
-                    priority=Priority.WELCOME,
-                    expires_at=plan.deadline,
-                )
+            row = _queue_welcome(corp, plan, welcome_code)
             add = ChannelAdd.objects.create(
                 corp=corp,
                 relation=relation,
@@ -197,13 +188,7 @@ def record_add(
                 paused=paused,
                 added_at=relation.added_at,
                 received_at=received_at,
-                welcome_status=plan.status,
-                welcome_reason=plan.reason[:200],
-                welcome_message=plan.message,
-                welcome_variant=plan.variant,
-                welcome_deadline=plan.deadline,
-                welcome_outbox=row,
-                welcome_queued_at=moment if row is not None else None,
+                **_welcome_fields(plan, row, moment),
                 ended_at=relation.status_changed_at if ended else None,
                 ended_by=ENDED_BY.get(relation.status, ""),
             )
@@ -225,6 +210,33 @@ def record_add(
             received_at=received_at,
         )
     return add, row.pk if row is not None else None
+
+
+def _queue_welcome(corp: Corp, plan: welcome.Plan, welcome_code: str) -> Outbox | None:
+    """The add's welcome in the outbox (None when there is nothing to send), keyed by its code."""
+    if plan.request is None:
+        return None
+    return enqueue_write(
+        corp=corp,
+        api=welcome.SEND_WELCOME,
+        payload=plan.request,
+        idempotency_key=f"welcome:{welcome_code}",
+        priority=Priority.WELCOME,
+        expires_at=plan.deadline,
+    )
+
+
+def _welcome_fields(plan: welcome.Plan, row: Outbox | None, at: dt.datetime) -> dict[str, Any]:
+    """An add's welcome columns as planned, queued at ``at`` in ``row``."""
+    return {
+        "welcome_status": plan.status,
+        "welcome_reason": plan.reason[:200],
+        "welcome_message": plan.message,
+        "welcome_variant": plan.variant,
+        "welcome_deadline": plan.deadline,
+        "welcome_outbox": row,
+        "welcome_queued_at": at if row is not None else None,
+    }
 
 
 def _take_over_synced(
@@ -250,38 +262,15 @@ def _take_over_synced(
         )
         if add is None:
             return None, None
-        row = None
-        if plan.request is not None:
-            row = enqueue_write(
-                corp=corp,
-                api=welcome.SEND_WELCOME,
-                payload=plan.request,
-                idempotency_key=f"welcome:{welcome_code}",
-                priority=Priority.WELCOME,
-                expires_at=plan.deadline,
-            )
-        add.source = ChannelAdd.Source.CALLBACK
-        add.received_at = received_at
-        add.welcome_status = plan.status
-        add.welcome_reason = plan.reason[:200]
-        add.welcome_message = plan.message
-        add.welcome_variant = plan.variant
-        add.welcome_deadline = plan.deadline
-        add.welcome_outbox = row
-        add.welcome_queued_at = at if row is not None else None
-        add.save(
-            update_fields=[
-                "source",
-                "received_at",
-                "welcome_status",
-                "welcome_reason",
-                "welcome_message",
-                "welcome_variant",
-                "welcome_deadline",
-                "welcome_outbox",
-                "welcome_queued_at",
-            ]
-        )
+        row = _queue_welcome(corp, plan, welcome_code)
+        fields = {
+            "source": ChannelAdd.Source.CALLBACK,
+            "received_at": received_at,
+            **_welcome_fields(plan, row, at),
+        }
+        for name, value in fields.items():
+            setattr(add, name, value)
+        add.save(update_fields=list(fields))
         rollups.mark_adds(corp, [add.added_at])
         if row is None and plan.status == ChannelAdd.Welcome.EXPIRED:
             welcome.record_outcome_event(add)
