@@ -11,12 +11,14 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from siyu.channels.handlers import automate_waiting
 from siyu.channels.models import Channel, ChannelAdd
 from siyu.channels.services import VariantInput, save_welcome_message
 from siyu.customers.models import Event
 from siyu.tags.models import RelationTag
 from tests import factories
 from tests.channels.support import channel_with_way, operator_of, staff_like_sim
+from tests.conftest import run_tasks
 from tests.wecom.inbound_support import simulated_wecom
 
 pytestmark = pytest.mark.django_db
@@ -103,6 +105,14 @@ def test_in_a_burst_each_add_is_welcomed_before_the_adds_ahead_of_it_are_remarke
             ChannelAdd.objects.for_corp(env.corp).get(customer__external_userid=scan["external_userid"])
             for scan in scans
         ]
+        # then every add is welcomed; only the last one worked, with no add waiting behind it, is automated
+        assert [add.welcome_status for add in adds] == [ChannelAdd.Welcome.SENT] * 3
+        last = max(adds, key=lambda add: add.welcome_sent_at)
+        assert [add.automated_at is not None for add in adds] == [add is last for add in adds]
+        # and the automation task, once the inbox is empty, finishes them
+        run_tasks()
+        for add in adds:
+            add.refresh_from_db()
         # then every add is complete: welcomed, remarked and tagged, once each
         for add, scan in zip(adds, scans, strict=True):
             assert add.welcome_status == ChannelAdd.Welcome.SENT
@@ -117,3 +127,29 @@ def test_in_a_burst_each_add_is_welcomed_before_the_adds_ahead_of_it_are_remarke
         assert adds[-1].welcome_sent_at is not None
         last_welcome = max(add.welcome_sent_at for add in adds if add.welcome_sent_at is not None)
         assert all(add.automated_at >= last_welcome for add in adds[:-1])
+
+
+@pytest.mark.django_db(transaction=True)  # handlers run on the drain's commits, as in a worker
+def test_the_automation_task_gives_way_while_an_add_waits_unclaimed_and_finishes_once_none_does(settings):
+    settings.SIYU = {**settings.SIYU, "INBOX_BATCH_SIZE": 1}
+    with simulated_wecom(settings) as env:
+        # given an add whose automation was put off (another add waited behind it)
+        channel, tag = _automated_channel(env)
+        _first, _second = (env.sim.actions.scan_contact_way(config_id=channel.config_id) for _ in range(2))
+        env.deliver(minimum=2)
+        env.work()
+        put_off = ChannelAdd.objects.for_corp(env.corp).get(automated_at=None)
+        # and a new add waiting in the inbox, not yet claimed
+        env.sim.actions.scan_contact_way(config_id=channel.config_id)
+        env.deliver()
+        # when the automation task runs, it leaves the put-off add for later
+        assert automate_waiting(env.corp.pk) == (0, True)
+        put_off.refresh_from_db()
+        assert put_off.automated_at is None
+        # when the waiting add has been worked, the task finishes the put-off one: remarked and tagged, once
+        env.work()
+        assert automate_waiting(env.corp.pk) == (1, False)
+        put_off.refresh_from_db()
+        assert put_off.automated_at is not None
+        assert RelationTag.objects.filter(relation_id=put_off.relation_id, tag=tag).count() == 1
+        assert automate_waiting(env.corp.pk) == (0, False)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 
 import pytest
 from django.core.cache import cache
+from django.db import connection, transaction
 
 from siyu.core import clock
 from siyu.corps.models import Department
 from siyu.corps.services import upsert_department
 from siyu.wecom.inbox import (
+    adds_queued_anywhere,
     adds_waiting,
     claim_batch,
     claimable,
@@ -74,6 +78,41 @@ def test_two_workers_never_claim_the_same_row():
     assert not {r.pk for r in first} & {r.pk for r in second}
     keys = [r.ordering_key for r in first + second]
     assert len(keys) == len(set(keys)) == 5
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks: SQLite has one writer at a time")
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_skips_the_rows_another_is_claiming_instead_of_waiting_or_coming_back_empty():
+    # given two customers' events, the first locked by a worker in the middle of claiming it
+    corp, _crypto = callback_corp()
+    first, second = (
+        _store(corp, event_xml("change_external_contact", "del_follow_user", UserID="u", ExternalUserID=who))
+        for who in ("wm1", "wm2")
+    )
+    locked, release = threading.Event(), threading.Event()
+
+    def claiming() -> None:
+        try:
+            with transaction.atomic():
+                InboxEvent.objects.select_for_update().filter(pk=first.pk).get()
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=claiming)
+    other.start()
+    try:
+        assert locked.wait(10)
+        # when another worker claims meanwhile
+        started = time.monotonic()
+        _token, rows = claim_batch(corp_id=corp.pk, size=2)
+        # then it gets the next row at once, without waiting for the lock
+        assert rows == [second]
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+        other.join()
 
 
 def test_a_dead_workers_rows_are_claimable_after_the_lease(settings):
@@ -292,3 +331,23 @@ def test_background_work_yields_while_adds_are_worked_and_no_longer():
     _add_event(corp, "wm2")
     paused = yield_to_adds(corp.pk, most=0.2, sleep=lambda _s: None)
     assert 0.2 <= paused < 5.0
+
+
+def test_background_work_pauses_longer_only_while_adds_wait_unclaimed():
+    corp, _crypto = callback_corp()
+    # given an add no worker has taken (the workers are behind)
+    queued = _add_event(corp, "wm1")
+    # then background work pauses past its usual most, up to the longer one
+    paused = yield_to_adds(corp.pk, most=0.05, behind_most=0.3, sleep=lambda _s: None)
+    assert 0.3 <= paused < 5.0
+    # given the add taken by a worker (being worked, nothing unclaimed)
+    InboxEvent.objects.filter(pk=queued.pk).update(
+        status=InboxEvent.Status.PROCESSING, locked_until=clock.now() + dt.timedelta(minutes=5)
+    )
+    # then it pauses only its usual most
+    paused = yield_to_adds(corp.pk, most=0.05, behind_most=5.0, sleep=lambda _s: None)
+    assert 0.05 <= paused < 0.3
+    # and an unclaimed add counts for the outbox's passes, one being worked does not
+    assert not adds_queued_anywhere()
+    InboxEvent.objects.filter(pk=queued.pk).update(status=InboxEvent.Status.PENDING)
+    assert adds_queued_anywhere()

@@ -306,6 +306,42 @@ def test_welcome_messages_are_claimed_first() -> None:
 
 
 @pytest.mark.django_db
+def test_a_pass_gives_way_to_waiting_adds_sending_only_welcomes_and_handing_back_the_rest(wecom) -> None:
+    # given two remarks and a welcome message due
+    corp = make_wecom_corp()
+    wecom.post(BASE + REMARK).mock(return_value=json_response(ok()))
+    wecom.post(BASE + WELCOME).mock(return_value=json_response(ok()))
+    remarks = [
+        enqueue_write(
+            corp=corp,
+            api=REMARK,
+            payload=s.RemarkRequest(userid="u", external_userid=f"wm{n}", remark="老客户"),
+            idempotency_key=f"remark:wm{n}",
+        )
+        for n in range(2)
+    ]
+    hello = enqueue_write(
+        corp=corp, api=WELCOME, payload=welcome(), idempotency_key="welcome:1", priority=Priority.WELCOME
+    )
+    # when a pass runs while customers' adds wait unclaimed in an inbox
+    report = send_due(give_way=lambda: True)
+    # then the welcome went out, the remarks wait, due again
+    assert report.gave_way and report.done == 1
+    hello.refresh_from_db()
+    assert hello.status == Outbox.Status.DONE
+    assert {Outbox.objects.get(pk=r.pk).status for r in remarks} == {Outbox.Status.PENDING}
+    # when the adds start waiting in the middle of a pass
+    answers = iter([False, True])
+    report = send_due(give_way=lambda: next(answers, True))
+    # then the row it was on is sent and the rest of its claim handed back, due at once
+    assert report.gave_way and report.done == 1
+    statuses = sorted(Outbox.objects.get(pk=r.pk).status for r in remarks)
+    assert statuses == [Outbox.Status.DONE, Outbox.Status.PENDING]
+    # when no add waits, the pass sends what is left
+    assert send_due(give_way=lambda: False).done == 1
+
+
+@pytest.mark.django_db
 def test_a_claim_is_exclusive_until_its_lease_runs_out(wecom) -> None:
     # given
     corp = make_wecom_corp()

@@ -296,7 +296,7 @@ def test_a_sync_gives_way_while_a_customers_add_is_waiting(settings, caplog):
     from tests.wecom.inbound_support import event_xml
 
     with simulated_wecom(settings, customers=250, staff=8) as env:
-        settings.SIYU = {**settings.SIYU, "SYNC_YIELD_SECONDS": 0.05}
+        settings.SIYU = {**settings.SIYU, "SYNC_YIELD_SECONDS": 0.05, "SYNC_YIELD_BEHIND_SECONDS": 0.1}
         # given a customer's add waiting in the inbox (its welcome code runs out in 20 s)
         store_message(
             corp_id=env.corp.pk,

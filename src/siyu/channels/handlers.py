@@ -9,8 +9,9 @@ whose code lasts 20 s — goes out before anything else:
 2. the welcome message is sent at once from this thread (``send_now``);
 3. the channel's remark template and the tagging rules (the channel's auto-tags, time of add…) are applied,
    through the write-through services (WeCom ``remark`` / ``mark_tag``, timeline events), once per add —
-   at once, or, while other adds wait in the inbox behind this one (a burst), once the drain has worked them
-   (``inbox.after_waiting_adds``): their welcome codes are running out, a remark and tags can wait;
+   at once, or, while other adds wait unclaimed in the inbox (a burst the workers are behind on), by the
+   low-priority ``automate_waiting`` task once no add waits: their welcome codes are running out, a remark
+   and tags can wait;
 4. the channel's contact way is looked at again (a member may have reached their cap) and pushed if needed.
 
 A paused channel's adds are attributed to it (marked paused) and get the corp default welcome message, but
@@ -22,8 +23,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
+import time
 from typing import Any
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 
@@ -36,7 +40,7 @@ from siyu.customers.models import Customer, Event, FollowRelation
 from siyu.customers.services import update_relation_remark
 from siyu.customers.signals import relation_ended
 from siyu.tags.rules import Facts, Match, Trigger, apply_rules, register_kind
-from siyu.wecom.inbox import after_waiting_adds
+from siyu.wecom.inbox import adds_waiting, working_row
 from siyu.wecom.limits import Priority
 from siyu.wecom.models import Outbox
 from siyu.wecom.outbox import EXPIRED_REASON, enqueue_write, send_now
@@ -53,6 +57,13 @@ PENDING_GRACE = dt.timedelta(minutes=1)
 # Relations without an add record, added this recently, are recorded (and automated) by the beat: older ones
 # predate Siyu's channels and are only attributed by ``services.backfill_adds``.
 MISSED_HORIZON = dt.timedelta(hours=24)
+# Adds waiting for their remark and tags (``automate_waiting``): the task's priority below the inbox's drains
+# (0), the adds read at a time, and the seconds one task runs before it hands over to a new one.
+AUTOMATION_PRIORITY = -10
+AUTOMATION_BATCH = 50
+AUTOMATION_RUN_SECONDS = 30.0
+# How long the task waits before looking again when adds are waiting.
+AUTOMATION_RETRY = dt.timedelta(seconds=1)
 # A relation's end as ``ChannelAdd.ended_by`` says it.
 ENDED_BY: dict[str, str] = {
     FollowRelation.Status.DELETED_BY_STAFF.value: "staff",
@@ -127,13 +138,55 @@ def on_contact_added(
             send_now(row)
         except Exception:  # the outbox worker sends it while the code is valid, or records it expired
             log.exception("channels: sending the welcome of add %s at once failed", add.pk)
-    if not after_waiting_adds(corp.pk, lambda: _automate_logged(add)):
+    if adds_waiting(corp.pk, besides=working_row(), queued_only=True):
+        automate_later(corp.pk)
+    else:
         _automate_logged(add)
     if add.channel_id is not None:
         try:
             refresh_channel(add.channel_id, corp)
         except Exception:
             log.exception("channels: refreshing channel %s after an add failed", add.channel_id)
+
+
+def automate_later(corp_id: int) -> None:
+    """Have the corp's adds automated by ``automate_waiting`` once no add waits (a task a corp and second)."""
+    from siyu.channels.tasks import automate_adds
+
+    if not cache.add(f"siyu:automate-later:{corp_id}:{math.floor(time.time())}", 1, timeout=5):
+        return
+    try:
+        transaction.on_commit(lambda: _enqueue_automation(automate_adds, corp_id))
+    except Exception:  # the beat's catch-up (``complete_pending``) finishes the add within minutes
+        log.exception("channels: could not queue the automation of corp %s", corp_id)
+
+
+def _enqueue_automation(task: Any, corp_id: int, run_after: dt.datetime | None = None) -> None:
+    backend = task.get_backend()
+    options: dict[str, Any] = {}
+    if backend.supports_priority:
+        options["priority"] = AUTOMATION_PRIORITY
+    if run_after is not None and backend.supports_defer:
+        options["run_after"] = run_after
+    (task.using(**options) if options else task).enqueue(corp_id=corp_id)
+
+
+def automate_waiting(corp_id: int, *, max_seconds: float = AUTOMATION_RUN_SECONDS) -> tuple[int, bool]:
+    """Automate the corp's adds that wait for it, oldest first, giving way whenever an add waits unclaimed
+    in the inbox (its welcome comes first). Returns (adds automated, whether some are left for later)."""
+    started = time.monotonic()
+    done = 0
+    while True:
+        batch = list(
+            ChannelAdd.objects.for_corp(corp_id).filter(automated_at=None).order_by("id")[:AUTOMATION_BATCH]
+        )
+        if not batch:
+            return done, False
+        for add in batch:
+            if adds_waiting(corp_id, queued_only=True) or time.monotonic() - started > max_seconds:
+                return done, True
+            _automate_logged(add)
+            done += 1
 
 
 def _automate_logged(add: ChannelAdd) -> None:
@@ -282,7 +335,13 @@ def automate(add: ChannelAdd) -> None:
     if add.automated_at is not None:
         return
     with transaction.atomic():
-        locked = ChannelAdd.objects.for_corp(add.corp_id).select_for_update().filter(pk=add.pk).first()
+        # One worker automates an add; another that finds it being automated leaves it to that one.
+        locked = (
+            ChannelAdd.objects.for_corp(add.corp_id)
+            .select_for_update(skip_locked=True)
+            .filter(pk=add.pk)
+            .first()
+        )
         if locked is None or locked.automated_at is not None:
             return
         relation = (

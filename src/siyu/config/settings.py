@@ -238,6 +238,9 @@ SIYU = {
     # to this many seconds: their welcome codes last 20 s, and on a small machine the sync's writes take the
     # CPU and the database the add's workers need. 0 turns it off.
     "SYNC_YIELD_SECONDS": float(env("SIYU_SYNC_YIELD_SECONDS", "1.0")),
+    # …and, while adds still wait unclaimed after that (the workers are behind: a burst), up to this many
+    # seconds in all.
+    "SYNC_YIELD_BEHIND_SECONDS": float(env("SIYU_SYNC_YIELD_BEHIND_SECONDS", "10.0")),
     # A sync that hits a transient WeCom failure retries from its checkpoint this many times (30 s, doubling).
     "SYNC_MAX_FAILURES": 5,
     # Reconciliation (a diff against WeCom that repairs missed callbacks) runs this many hours after the last

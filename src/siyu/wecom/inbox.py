@@ -46,6 +46,9 @@ OPEN = (InboxEvent.Status.PENDING, InboxEvent.Status.PROCESSING)
 # A row handed back while being worked waits this long, so the worker that had it is done with it first
 # (handlers take well under a second unless they wait for WeCom quota).
 REDELIVERY_PAUSE_SECONDS = 5
+# A free worker takes a drain before background tasks (outbox passes of ordinary writes, syncs, automation);
+# the outbox's welcome passes rank higher still (``outbox.dispatch``).
+DRAIN_PRIORITY = 20
 
 
 def _knob(name: str) -> Any:
@@ -255,10 +258,13 @@ def requeue_params(corp_id: int, key: str, *, moment: dt.datetime, connection: A
 
 
 def _enqueue(corp_id: int | None, run_after: dt.datetime | None = None) -> None:
-    if run_after is not None and drain_inbox_task.get_backend().supports_defer:
-        drain_inbox_task.using(run_after=run_after).enqueue(corp_id=corp_id)
-    else:
-        drain_inbox_task.enqueue(corp_id=corp_id)
+    backend = drain_inbox_task.get_backend()
+    options: dict[str, Any] = {}
+    if backend.supports_priority:
+        options["priority"] = DRAIN_PRIORITY
+    if run_after is not None and backend.supports_defer:
+        options["run_after"] = run_after
+    (drain_inbox_task.using(**options) if options else drain_inbox_task).enqueue(corp_id=corp_id)
 
 
 @dataclass(frozen=True)
@@ -336,17 +342,24 @@ def claim_batch(*, corp_id: int | None = None, size: int | None = None) -> tuple
     """Claim up to ``size`` claimable rows for this worker; returns the claim token and the rows."""
     moment = now()
     size = size or _knob("INBOX_BATCH_SIZE")
-    ids = list(claimable(moment, corp_id=corp_id).values_list("pk", flat=True)[:size])
-    if not ids:
-        return "", []
     token = uuid.uuid4().hex
-    # Conditional on still being due: of two workers racing for a row, exactly one UPDATE matches it.
-    InboxEvent.objects.filter(pk__in=ids).filter(_due(moment)).update(
-        status=InboxEvent.Status.PROCESSING,
-        claim=token,
-        locked_until=moment + dt.timedelta(seconds=_knob("INBOX_LEASE_SECONDS")),
-        attempts=F("attempts") + 1,
-    )
+    with transaction.atomic():
+        # Rows another worker is claiming this instant are skipped, not waited for nor taken twice: workers
+        # draining one queue each get the next rows free, and a drain ends only when none is left. (SQLite
+        # has one writer at a time and no row locks: there the update's own condition settles a race.)
+        ids = list(
+            claimable(moment, corp_id=corp_id)
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:size]
+        )
+        if not ids:
+            return "", []
+        InboxEvent.objects.filter(pk__in=ids).filter(_due(moment)).update(
+            status=InboxEvent.Status.PROCESSING,
+            claim=token,
+            locked_until=moment + dt.timedelta(seconds=_knob("INBOX_LEASE_SECONDS")),
+            attempts=F("attempts") + 1,
+        )
     rows = list(InboxEvent.objects.filter(claim=token).select_related("corp").order_by("pk"))
     return token, rows
 
@@ -446,114 +459,97 @@ def drain_inbox(
     max_seconds: float | None = None,
     client_factory: ClientFactory | None = None,
 ) -> DrainReport:
-    """Work claimable rows until none is left (or the time budget is spent); returns what was done.
-
-    Work that handlers put off while other adds waited (``after_waiting_adds``) runs between claims once no
-    add of its corp waits any more, and in any case before the drain returns.
-    """
+    """Work claimable rows until none is left (or the time budget is spent); returns what was done."""
     budget = max_seconds if max_seconds is not None else _knob("INBOX_RUN_SECONDS")
     started = time.monotonic()
     report = DrainReport()
-    later: list[tuple[int, Callable[[], None]]] = []
-    token = _later.set(later)
-    try:
-        while True:
-            if time.monotonic() - started > budget:
-                report.stopped_early = True
-                break
-            _token, rows = claim_batch(corp_id=corp_id)
-            if not rows:
-                break
-            for row in rows:
-                working = _working.set(row.pk)
-                try:
-                    status = process_row(row, client_factory=client_factory)
-                finally:
-                    _working.reset(working)
-                report.statuses[status] = report.statuses.get(status, 0) + 1
-            _run_later(later, only_idle=True)
-    finally:
-        _later.reset(token)
-        _run_later(later, only_idle=False)
+    while True:
+        if time.monotonic() - started > budget:
+            report.stopped_early = True
+            break
+        _token, rows = claim_batch(corp_id=corp_id)
+        if not rows:
+            break
+        for row in rows:
+            working = _working.set(row.pk)
+            try:
+                status = process_row(row, client_factory=client_factory)
+            finally:
+                _working.reset(working)
+            report.statuses[status] = report.statuses.get(status, 0) + 1
     return report
-
-
-# Work put off by handlers until the adds waiting behind theirs are worked (``after_waiting_adds``): set by a
-# running drain, None elsewhere.
-_later: contextvars.ContextVar[list[tuple[int, Callable[[], None]]] | None] = contextvars.ContextVar(
-    "siyu_inbox_later", default=None
-)
 
 
 # The inbox row a drain is working (its handlers' own add is not one that waits).
 _working: contextvars.ContextVar[int | None] = contextvars.ContextVar("siyu_inbox_working", default=None)
 
 
-def after_waiting_adds(corp_id: int, work: Callable[[], None]) -> bool:
-    """Put ``work`` off while other adds of the corp wait in the inbox, when called by a drain's handler.
-
-    An add's welcome code lasts 20 s, so during a burst what an add can do later (its remark and tags, which
-    are WeCom calls) waits until the drain has worked the adds queued behind it. Returns whether ``work`` was
-    put off; when not (no drain, or no add waiting) the caller does it now. Work put off and lost with its
-    worker is caught up by the beat (``channels.handlers.complete_pending``).
-    """
-    later = _later.get()
-    if later is None or not adds_waiting(corp_id, besides=_working.get()):
-        return False
-    later.append((corp_id, work))
-    return True
-
-
-def _run_later(later: list[tuple[int, Callable[[], None]]], *, only_idle: bool) -> None:
-    """Run the work put off, oldest first: all of it, or (``only_idle``) while no add of its corp waits."""
-    while later:
-        corp_id, work = later[0]
-        if only_idle and adds_waiting(corp_id):
-            return
-        later.pop(0)
-        try:
-            work()
-        except Exception:  # the work logs its own failures; nothing here may stop the drain
-            logger.exception("wecom inbox: work put off for corp %s failed", corp_id)
+def working_row() -> int | None:
+    """The inbox row this thread's drain is working, if any."""
+    return _working.get()
 
 
 # The events that carry a welcome code: their welcome goes out while the add is worked, within 20 s.
 ADD_CHANGES = ("add_external_contact", "add_half_external_contact")
 
 
-def adds_waiting(corp_id: int, *, besides: int | None = None) -> bool:
+def adds_waiting(corp_id: int, *, besides: int | None = None, queued_only: bool = False) -> bool:
     """Whether a customer's add waits in the corp's inbox or is being worked: due and unclaimed, or claimed
     under a live lease (a row waiting for a retry, or left by a dead worker, does not count); ``besides``: a
-    row that does not count (the one being worked by the caller)."""
+    row that does not count (the one being worked by the caller); ``queued_only``: only adds no worker has
+    taken yet count (the workers are behind)."""
     moment = now()
+    due = Q(status=InboxEvent.Status.PENDING, next_attempt_at__lte=moment)
+    if not queued_only:
+        due |= Q(status=InboxEvent.Status.PROCESSING, locked_until__gte=moment)
     rows = InboxEvent.objects.filter(
         corp_id=corp_id, event=CONTACT_EVENT, change_type__in=ADD_CHANGES
-    ).filter(
-        Q(status=InboxEvent.Status.PENDING, next_attempt_at__lte=moment)
-        | Q(status=InboxEvent.Status.PROCESSING, locked_until__gte=moment)
-    )
+    ).filter(due)
     if besides is not None:
         rows = rows.exclude(pk=besides)
     return rows.exists()
 
 
 def yield_to_adds(
-    corp_id: int, *, most: float, poll: float = 0.05, sleep: Callable[[float], None] = time.sleep
+    corp_id: int,
+    *,
+    most: float,
+    behind_most: float = 0.0,
+    poll: float = 0.05,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> float:
     """Background work (a sync) pauses here while the corp's adds are waiting or being worked, at most
-    ``most`` seconds, so the workers handling them — and their welcome messages — have the machine and the
-    database to themselves. Returns the seconds paused. Call it between transactions."""
+    ``most`` seconds, and beyond that while adds still wait unclaimed (the workers are behind), up to
+    ``behind_most`` seconds in all: the workers handling them — and their welcome messages — have the machine
+    and the database to themselves. Returns the seconds paused. Call it between transactions."""
     if most <= 0:
         return 0.0
     started = time.monotonic()
     paused = False
-    while adds_waiting(corp_id):
-        left = most - (time.monotonic() - started)
-        if left <= 0:
+    while True:
+        elapsed = time.monotonic() - started
+        if elapsed < most:
+            left = most - elapsed
+            waiting = adds_waiting(corp_id)
+        else:
+            left = behind_most - elapsed
+            waiting = left > 0 and adds_waiting(corp_id, queued_only=True)
+        if not waiting or left <= 0:
             break
         sleep(min(poll, left))
         paused = True
     return time.monotonic() - started if paused else 0.0
+
+
+def adds_queued_anywhere() -> bool:
+    """Whether an add waits unclaimed in any corp's inbox: the workers are behind, and work that can wait (an
+    outbox pass of writes other than welcome messages) gives way to the drains."""
+    return InboxEvent.objects.filter(
+        status=InboxEvent.Status.PENDING,
+        next_attempt_at__lte=now(),
+        event=CONTACT_EVENT,
+        change_type__in=ADD_CHANGES,
+    ).exists()
 
 
 def next_retry_at(*, corp_id: int | None = None) -> dt.datetime | None:

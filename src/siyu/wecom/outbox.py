@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,6 +67,8 @@ RETRY_BASE = timedelta(seconds=30)
 WELCOME_RETRY_BASE = timedelta(seconds=2)
 RETRY_CAP = timedelta(hours=1)
 IDEMPOTENCY_KEY_MAX = 200
+# A pass that gave way to the inbox's drains (customers' adds waiting) looks again after this long.
+GIVE_WAY_PAUSE = timedelta(seconds=1)
 # Rows per INSERT of ``enqueue_writes``: a few hundred keep each statement well under SQLite's variable limit.
 BULK_INSERT_BATCH = 500
 
@@ -212,9 +214,13 @@ def _due() -> Q:
     )
 
 
-def claim_due(*, limit: int = CLAIM_BATCH) -> list[tuple[int, datetime]]:
-    """Claim up to ``limit`` due rows for this worker: (row id, lease) pairs, highest priority first."""
-    ordered = Outbox.objects.filter(_due()).order_by("-priority", "next_attempt_at", "pk")
+def claim_due(*, limit: int = CLAIM_BATCH, min_priority: int | None = None) -> list[tuple[int, datetime]]:
+    """Claim up to ``limit`` due rows for this worker: (row id, lease) pairs, highest priority first (only
+    rows of ``min_priority`` or higher when given)."""
+    due = Outbox.objects.filter(_due())
+    if min_priority is not None:
+        due = due.filter(priority__gte=min_priority)
+    ordered = due.order_by("-priority", "next_attempt_at", "pk")
     lease = now() + CLAIM_LEASE
     if connection.features.has_select_for_update_skip_locked:
         with transaction.atomic():
@@ -238,17 +244,32 @@ class DrainReport:
     retrying: int = 0
     throttled: int = 0
     stopped_early: bool = False
+    gave_way: bool = False  # stopped because ``give_way`` said so; the rows left are due again
 
 
-def send_due(*, budget: float = DRAIN_BUDGET, claim_batch: int = CLAIM_BATCH) -> DrainReport:
-    """Send due rows until none is due or ``budget`` seconds have passed."""
+def send_due(
+    *,
+    budget: float = DRAIN_BUDGET,
+    claim_batch: int = CLAIM_BATCH,
+    give_way: Callable[[], bool] | None = None,
+) -> DrainReport:
+    """Send due rows until none is due or ``budget`` seconds have passed.
+
+    ``give_way``: asked before each row; while it says so, only welcome messages are sent (their codes are
+    running out) and the pass stops once none is due, handing its other claimed rows back."""
     report = DrainReport()
     deadline = time.monotonic() + budget
     while True:
-        batch = claim_due(limit=claim_batch)
+        yielding = give_way is not None and give_way()
+        batch = claim_due(limit=claim_batch, min_priority=Priority.WELCOME if yielding else None)
         if not batch:
+            report.gave_way = yielding
             return report
-        for pk, lease in batch:
+        for n, (pk, lease) in enumerate(batch):
+            if give_way is not None and not yielding and n and give_way():
+                _hand_back(batch[n:])
+                report.gave_way = True
+                return report
             status = send_claimed(pk, lease)
             if status == "done":
                 report.done += 1
@@ -261,6 +282,14 @@ def send_due(*, budget: float = DRAIN_BUDGET, claim_batch: int = CLAIM_BATCH) ->
         if time.monotonic() > deadline:
             report.stopped_early = True
             return report
+
+
+def _hand_back(claimed: list[tuple[int, datetime]]) -> None:
+    """Rows claimed by this pass and not sent: due again at once, for the next pass."""
+    for pk, lease in claimed:
+        Outbox.objects.filter(pk=pk, status=Outbox.Status.SENDING, claimed_until=lease).update(
+            status=Outbox.Status.PENDING, claimed_until=None
+        )
 
 
 def _backoff(priority: int, attempts: int) -> timedelta:
@@ -489,8 +518,15 @@ def next_due_at() -> datetime | None:
 
 def run_worker_pass() -> DrainReport:
     """One task's work: drain, then make sure a task runs when the next row becomes due."""
+    from siyu.wecom.inbox import adds_queued_anywhere
+
     purge_expired_tickets()  # left by processes that died mid-call; the table stays tiny
-    report = send_due()
+    # While customers' adds wait unclaimed in an inbox, the workers are behind on welcome messages: this pass
+    # sends only welcomes, and the other writes wait a moment, leaving the worker to the inbox's drains.
+    report = send_due(give_way=adds_queued_anywhere)
+    if report.gave_way:
+        dispatch(priority=Priority.EVENT, run_after=now() + GIVE_WAY_PAUSE)
+        return report
     if report.stopped_early:
         dispatch()
         return report

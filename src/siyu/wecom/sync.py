@@ -244,7 +244,9 @@ class Runner:
     def step(self, done: int = 1) -> None:
         """Units of work are committed; let waiting adds go first; stop when the budget is spent."""
         self.steps += done
-        paused = yield_to_adds(self.run.corp_id, most=_knob("SYNC_YIELD_SECONDS"))
+        paused = yield_to_adds(
+            self.run.corp_id, most=_knob("SYNC_YIELD_SECONDS"), behind_most=_knob("SYNC_YIELD_BEHIND_SECONDS")
+        )
         self.yielded += paused
         if time.monotonic() >= self.statistics_due:
             self.statistics_due = time.monotonic() + STATISTICS_CHECK_SECONDS
