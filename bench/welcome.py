@@ -225,7 +225,8 @@ def run(args: argparse.Namespace) -> list[Figure]:
         "DATABASE_URL": url,
         "SECRET_KEY": SECRET_KEY,
         "WECOM_API_BASE": f"{sim_url}/cgi-bin/",
-        "DEBUG": "0",
+        "SIYU_ENV": "production",  # as deployed: persistent database connections, no debug
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SIYU_TASK_BACKEND": "db",
         "NO_PROXY": "127.0.0.1,localhost",
     }

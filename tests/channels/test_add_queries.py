@@ -130,7 +130,7 @@ def test_in_a_burst_each_add_is_welcomed_before_the_adds_ahead_of_it_are_remarke
 
 
 @pytest.mark.django_db(transaction=True)  # handlers run on the drain's commits, as in a worker
-def test_the_automation_task_gives_way_while_an_add_waits_unclaimed_and_finishes_once_none_does(settings):
+def test_the_automation_task_gives_way_while_an_add_waits_and_finishes_once_none_does(settings):
     settings.SIYU = {**settings.SIYU, "INBOX_BATCH_SIZE": 1}
     with simulated_wecom(settings) as env:
         # given an add whose automation was put off (another add waited behind it)
@@ -139,7 +139,7 @@ def test_the_automation_task_gives_way_while_an_add_waits_unclaimed_and_finishes
         env.deliver(minimum=2)
         env.work()
         put_off = ChannelAdd.objects.for_corp(env.corp).get(automated_at=None)
-        # and a new add waiting in the inbox, not yet claimed
+        # and a new add waiting in the inbox
         env.sim.actions.scan_contact_way(config_id=channel.config_id)
         env.deliver()
         # when the automation task runs, it leaves the put-off add for later

@@ -21,7 +21,10 @@ from siyu.corps.services import create_corp
 from siyu.customers.models import Event, FollowRelation
 from siyu.customers.services import add_follow_relation
 from siyu.tags.models import RelationTag
+from siyu.wecom.inbox import store_message
+from siyu.wecom.models import InboxEvent
 from tests import factories
+from tests.wecom.inbound_support import event_xml
 
 pytestmark = pytest.mark.django_db
 
@@ -77,8 +80,18 @@ def test_an_add_whose_automation_stopped_is_finished_once():
         received_at=None,
     )
     assert add is not None and add.automated_at is None
-    # when the beat looks after the grace period
+    # when the beat looks after the grace period while another customer's add waits in the inbox
     with clock.frozen_at(clock.now() + dt.timedelta(minutes=2)):
+        store_message(
+            corp_id=corp.pk,
+            plaintext=event_xml(
+                "change_external_contact", "add_external_contact", UserID="u1", ExternalUserID="wmnext"
+            ).encode(),
+        )
+        # then that add's welcome comes first: nothing is automated yet
+        assert complete_pending() == 0
+        # when it has been worked, the beat finishes the add
+        InboxEvent.objects.for_corp(corp).update(status=InboxEvent.Status.DONE)
         assert complete_pending() == 1
         assert complete_pending() == 0
     assert RelationTag.objects.filter(relation=relation, tag=tag).count() == 1

@@ -14,8 +14,8 @@ from siyu.core import clock
 from siyu.corps.models import Department
 from siyu.corps.services import upsert_department
 from siyu.wecom.inbox import (
-    adds_queued_anywhere,
     adds_waiting,
+    adds_waiting_anywhere,
     claim_batch,
     claimable,
     drain_inbox,
@@ -347,7 +347,7 @@ def test_background_work_pauses_longer_only_while_adds_wait_unclaimed():
     # then it pauses only its usual most
     paused = yield_to_adds(corp.pk, most=0.05, behind_most=5.0, sleep=lambda _s: None)
     assert 0.05 <= paused < 0.3
-    # and an unclaimed add counts for the outbox's passes, one being worked does not
-    assert not adds_queued_anywhere()
-    InboxEvent.objects.filter(pk=queued.pk).update(status=InboxEvent.Status.PENDING)
-    assert adds_queued_anywhere()
+    # and for the outbox's passes an add being worked counts, one done does not
+    assert adds_waiting_anywhere()
+    InboxEvent.objects.filter(pk=queued.pk).update(status=InboxEvent.Status.DONE)
+    assert not adds_waiting_anywhere()

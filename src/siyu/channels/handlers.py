@@ -9,9 +9,9 @@ whose code lasts 20 s — goes out before anything else:
 2. the welcome message is sent at once from this thread (``send_now``);
 3. the channel's remark template and the tagging rules (the channel's auto-tags, time of add…) are applied,
    through the write-through services (WeCom ``remark`` / ``mark_tag``, timeline events), once per add —
-   at once, or, while other adds wait unclaimed in the inbox (a burst the workers are behind on), by the
-   low-priority ``automate_waiting`` task once no add waits: their welcome codes are running out, a remark
-   and tags can wait;
+   at once, or, while other adds wait in the inbox or are being worked (a burst), by the low-priority
+   ``automate_waiting`` task once none does: their welcome codes are running out, a remark and tags can
+   wait;
 4. the channel's contact way is looked at again (a member may have reached their cap) and pushed if needed.
 
 A paused channel's adds are attributed to it (marked paused) and get the corp default welcome message, but
@@ -138,7 +138,7 @@ def on_contact_added(
             send_now(row)
         except Exception:  # the outbox worker sends it while the code is valid, or records it expired
             log.exception("channels: sending the welcome of add %s at once failed", add.pk)
-    if adds_waiting(corp.pk, besides=working_row(), queued_only=True):
+    if adds_waiting(corp.pk, besides=working_row()):
         automate_later(corp.pk)
     else:
         _automate_logged(add)
@@ -172,8 +172,8 @@ def _enqueue_automation(task: Any, corp_id: int, run_after: dt.datetime | None =
 
 
 def automate_waiting(corp_id: int, *, max_seconds: float = AUTOMATION_RUN_SECONDS) -> tuple[int, bool]:
-    """Automate the corp's adds that wait for it, oldest first, giving way whenever an add waits unclaimed
-    in the inbox (its welcome comes first). Returns (adds automated, whether some are left for later)."""
+    """Automate the corp's adds that wait for it, oldest first, giving way whenever an add waits in the
+    inbox or is being worked (its welcome comes first). Returns (adds automated, whether some are left)."""
     started = time.monotonic()
     done = 0
     while True:
@@ -183,7 +183,7 @@ def automate_waiting(corp_id: int, *, max_seconds: float = AUTOMATION_RUN_SECOND
         if not batch:
             return done, False
         for add in batch:
-            if adds_waiting(corp_id, queued_only=True) or time.monotonic() - started > max_seconds:
+            if adds_waiting(corp_id) or time.monotonic() - started > max_seconds:
                 return done, True
             _automate_logged(add)
             done += 1
@@ -419,7 +419,10 @@ def complete_pending() -> int:
     """Finish adds whose automation did not run (their worker stopped after recording them)."""
     done = 0
     cutoff = now() - PENDING_GRACE
+    busy: dict[int, bool] = {}  # corps whose adds are being worked now: theirs wait (welcomes first)
     for add in ChannelAdd.objects.filter(automated_at=None, recorded_at__lt=cutoff).order_by("id")[:500]:
+        if busy.setdefault(add.corp_id, adds_waiting(add.corp_id)):
+            continue
         try:
             automate(add)
             done += 1

@@ -105,7 +105,18 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = env("DATABASE_URL", f"sqlite:///{DATA_DIR / 'siyu.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60 if PRODUCTION else 0)}
+# PostgreSQL connections are kept (and checked before reuse) in every environment: a worker polls its queue
+# five times a second and starts a task per drain, and a new connection is a new server process whose first
+# queries load the catalog again — with connections closed after each poll and task, a 25-a-second burst of
+# adds spent a good part of the database's CPU on connecting.
+_postgres = DATABASE_URL.startswith(("postgres://", "postgresql://", "pgsql://"))
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=int(env("DB_CONN_MAX_AGE", "60")) if _postgres or PRODUCTION else 0,
+        conn_health_checks=True,
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets the console read while the worker writes; IMMEDIATE avoids lock upgrades mid-transaction

@@ -541,15 +541,18 @@ def yield_to_adds(
     return time.monotonic() - started if paused else 0.0
 
 
-def adds_queued_anywhere() -> bool:
-    """Whether an add waits unclaimed in any corp's inbox: the workers are behind, and work that can wait (an
-    outbox pass of writes other than welcome messages) gives way to the drains."""
-    return InboxEvent.objects.filter(
-        status=InboxEvent.Status.PENDING,
-        next_attempt_at__lte=now(),
-        event=CONTACT_EVENT,
-        change_type__in=ADD_CHANGES,
-    ).exists()
+def adds_waiting_anywhere() -> bool:
+    """Whether a customer's add waits in any corp's inbox or is being worked: work that can wait (an outbox
+    pass of writes other than welcome messages) gives way to the drains."""
+    moment = now()
+    return (
+        InboxEvent.objects.filter(event=CONTACT_EVENT, change_type__in=ADD_CHANGES)
+        .filter(
+            Q(status=InboxEvent.Status.PENDING, next_attempt_at__lte=moment)
+            | Q(status=InboxEvent.Status.PROCESSING, locked_until__gte=moment)
+        )
+        .exists()
+    )
 
 
 def next_retry_at(*, corp_id: int | None = None) -> dt.datetime | None:

@@ -518,12 +518,12 @@ def next_due_at() -> datetime | None:
 
 def run_worker_pass() -> DrainReport:
     """One task's work: drain, then make sure a task runs when the next row becomes due."""
-    from siyu.wecom.inbox import adds_queued_anywhere
+    from siyu.wecom.inbox import adds_waiting_anywhere
 
     purge_expired_tickets()  # left by processes that died mid-call; the table stays tiny
-    # While customers' adds wait unclaimed in an inbox, the workers are behind on welcome messages: this pass
-    # sends only welcomes, and the other writes wait a moment, leaving the worker to the inbox's drains.
-    report = send_due(give_way=adds_queued_anywhere)
+    # While customers' adds wait in an inbox or are being worked, their welcome messages come first: this pass
+    # sends only welcomes, and the other writes wait a moment, leaving the machine to the inbox's drains.
+    report = send_due(give_way=adds_waiting_anywhere)
     if report.gave_way:
         dispatch(priority=Priority.EVENT, run_after=now() + GIVE_WAY_PAUSE)
         return report
