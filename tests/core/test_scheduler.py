@@ -66,3 +66,36 @@ def test_beat_thread_stops(jobs):
     beat.stop()
     beat.join(timeout=5)
     assert not beat.is_alive()
+
+
+def test_a_job_that_can_wait_gives_way_while_busy_but_not_for_longer_than_allowed(jobs, monkeypatch):
+    # given a job every 10 s that may wait up to a minute, and one that may not wait
+    busy = [False]
+    monkeypatch.setattr(scheduler, "_busy", lambda: busy[0])
+    scheduler.register(
+        "rollup", dt.timedelta(seconds=10), lambda: None, defer_when_busy=dt.timedelta(minutes=1)
+    )
+    scheduler.register("sweep", dt.timedelta(seconds=10), lambda: None)
+    start = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+    with clock.frozen_at(start):
+        assert scheduler.run_due() == ["rollup", "sweep"]
+        # when urgent work is under way
+        busy[0] = True
+        clock.advance(dt.timedelta(seconds=10))
+        # then the job that can wait is put off, the other runs on time
+        assert scheduler.run_due() == ["sweep"]
+        clock.advance(dt.timedelta(seconds=40))
+        assert scheduler.run_due() == ["sweep"]
+        # and once it last ran a minute ago it runs, busy or not
+        clock.advance(dt.timedelta(seconds=10))
+        assert scheduler.run_due() == ["rollup", "sweep"]
+        # when the urgent work is done it runs on its own interval again
+        busy[0] = False
+        clock.advance(dt.timedelta(seconds=10))
+        assert scheduler.run_due() == ["rollup", "sweep"]
+
+
+def test_the_rollup_and_segment_upkeep_give_way_to_adds():
+    deferrable = {spec.name for spec in scheduler.registered() if spec.defer_when_busy is not None}
+    assert {"channels.stats", "segments.refresh", "segments.save_indexes"} <= deferrable
+    assert scheduler._busy is not None

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 CATCH_UP_EVERY = dt.timedelta(minutes=1)
 MEDIA_EVERY = dt.timedelta(hours=1)
+# Longest the analytics rollup is put off while customers' adds are being worked.
+BUSY_DEFER = dt.timedelta(minutes=3)
 
 
 def refresh() -> None:
@@ -75,4 +77,6 @@ def register_all() -> None:
     register("channels.refresh", REFRESH_EVERY, refresh)
     register("channels.catch_up", CATCH_UP_EVERY, catch_up)
     register("channels.media", MEDIA_EVERY, renew_media_job)
-    register("channels.stats", SETTLE_EVERY, settle_job)
+    # The analytics rollup waits while adds are being worked (a burst dirties today's row again and again):
+    # charts lag by at most a few minutes, welcome messages do not.
+    register("channels.stats", SETTLE_EVERY, settle_job, defer_when_busy=BUSY_DEFER)

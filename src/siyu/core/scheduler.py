@@ -26,25 +26,45 @@ class PeriodicSpec:
     name: str
     every: timedelta
     run: Callable[[], None]
+    # Work that can wait while the deployment is busy with urgent work (``set_busy_check``), up to this long
+    # since its last run; None: runs on time whatever is going on.
+    defer_when_busy: timedelta | None = None
 
 
 _registry: dict[str, PeriodicSpec] = {}
+# Says whether urgent work is under way (customers' adds waiting for their welcome messages); set by the app
+# that knows (``wecom``), so that the core does not depend on it.
+_busy: Callable[[], bool] | None = None
 
 
-def register(name: str, every: timedelta, run: Callable[[], None]) -> None:
-    """Run ``run`` about every ``every`` somewhere in the deployment."""
-    _registry[name] = PeriodicSpec(name=name, every=every, run=run)
+def register(
+    name: str, every: timedelta, run: Callable[[], None], *, defer_when_busy: timedelta | None = None
+) -> None:
+    """Run ``run`` about every ``every`` somewhere in the deployment; with ``defer_when_busy``, not while the
+    busy check says urgent work is under way, unless it last ran that long ago."""
+    _registry[name] = PeriodicSpec(name=name, every=every, run=run, defer_when_busy=defer_when_busy)
+
+
+def set_busy_check(check: Callable[[], bool] | None) -> None:
+    """Install the check that jobs registered with ``defer_when_busy`` give way to."""
+    global _busy
+    _busy = check
 
 
 def registered() -> list[PeriodicSpec]:
     return sorted(_registry.values(), key=lambda spec: spec.name)
 
 
-def _claim(spec: PeriodicSpec) -> bool:
+def _claim(spec: PeriodicSpec, busy: Callable[[], bool]) -> bool:
     from siyu.core.models import PeriodicJob
 
     moment = now()
-    PeriodicJob.objects.get_or_create(name=spec.name, defaults={"next_run_at": moment})
+    job, _created = PeriodicJob.objects.get_or_create(name=spec.name, defaults={"next_run_at": moment})
+    if job.next_run_at > moment:
+        return False
+    deferrable = spec.defer_when_busy is not None and job.last_run_at is not None
+    if deferrable and job.last_run_at > moment - spec.defer_when_busy and busy():  # type: ignore[operator]
+        return False
     won = PeriodicJob.objects.filter(name=spec.name, next_run_at__lte=moment).update(
         next_run_at=moment + spec.every, last_run_at=moment
     )
@@ -56,8 +76,15 @@ def run_due() -> list[str]:
     from siyu.core.models import PeriodicJob
 
     ran = []
+    answer: list[bool] = []
+
+    def busy() -> bool:  # asked at most once a tick, and only when a deferrable job is due
+        if not answer:
+            answer.append(bool(_busy is not None and _busy()))
+        return answer[0]
+
     for spec in registered():
-        if not _claim(spec):
+        if not _claim(spec, busy):
             continue
         try:
             spec.run()

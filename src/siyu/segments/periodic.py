@@ -11,6 +11,7 @@ from siyu.core.scheduler import register
 
 # Checking whether an index needs saving costs one catch-up; once a minute is plenty.
 SAVE_CHECK_EVERY = timedelta(minutes=1)
+BUSY_DEFER = timedelta(minutes=3)
 
 
 def enqueue_refresh() -> None:
@@ -32,12 +33,15 @@ def enqueue_rebuild() -> None:
 
 
 def register_all() -> None:
+    # Segment upkeep waits while customers' adds are being worked (their welcome messages first), a few
+    # minutes at most.
     register(
         "segments.refresh",
         timedelta(seconds=cast(float, settings.SIYU["SEGMENT_REFRESH_SECONDS"])),
         enqueue_refresh,
+        defer_when_busy=BUSY_DEFER,
     )
-    register("segments.save_indexes", SAVE_CHECK_EVERY, enqueue_save)
+    register("segments.save_indexes", SAVE_CHECK_EVERY, enqueue_save, defer_when_busy=BUSY_DEFER)
     hours = cast(float, settings.SIYU["SEGMENT_REBUILD_HOURS"])
     if hours > 0:
         register("segments.rebuild", timedelta(hours=hours), enqueue_rebuild)

@@ -56,6 +56,11 @@ def sweep_sync_runs() -> None:
 
 
 def register_all() -> None:
+    from siyu.core.scheduler import set_busy_check
+    from siyu.wecom.inbox import adds_waiting_anywhere
+
+    # Periodic work that can wait (``defer_when_busy``) gives way while customers' adds are being worked.
+    set_busy_check(adds_waiting_anywhere)
     register("wecom.inbox_sweep", SWEEP_EVERY, sweep_inbox)
     register("wecom.outbox_sweep", SWEEP_EVERY, sweep_outbox)
     register("wecom.sync_sweep", RECONCILE_CHECK_EVERY, sweep_sync_runs)
