@@ -72,8 +72,11 @@ def renew_media_job() -> None:
 
 def register_all() -> None:
     from siyu.channels.contact_way import REFRESH_EVERY
+    from siyu.channels.models import ChannelDayDirty
     from siyu.channels.rollups import SETTLE_EVERY, settle_job
+    from siyu.core.vacuum import register_hot_table
 
+    register_hot_table(ChannelDayDirty._meta.db_table)
     register("channels.refresh", REFRESH_EVERY, refresh)
     register("channels.catch_up", CATCH_UP_EVERY, catch_up)
     register("channels.media", MEDIA_EVERY, renew_media_job)

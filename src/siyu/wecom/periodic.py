@@ -20,10 +20,10 @@ RECONCILE_CHECK_EVERY = timedelta(minutes=10)
 
 
 def sweep_inbox() -> None:
-    from siyu.wecom.inbox import claimable, drain_inbox_task
+    from siyu.wecom.inbox import _enqueue, claimable
 
     if claimable(now()).exists():
-        drain_inbox_task.enqueue(corp_id=None)
+        _enqueue(None)
 
 
 def sweep_outbox() -> None:
@@ -57,7 +57,12 @@ def sweep_sync_runs() -> None:
 
 def register_all() -> None:
     from siyu.core.scheduler import set_busy_check
+    from siyu.core.vacuum import register_hot_table
     from siyu.wecom.inbox import adds_waiting_anywhere
+    from siyu.wecom.models import ApiLimit, GatewayTicket, InboxEvent, Outbox
+
+    for model in (InboxEvent, Outbox, GatewayTicket, ApiLimit):
+        register_hot_table(model._meta.db_table)
 
     # Periodic work that can wait (``defer_when_busy``) gives way while customers' adds are being worked.
     set_busy_check(adds_waiting_anywhere)
