@@ -33,7 +33,7 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 from django_tasks import task
 
-from siyu.core.bulk import in_list, select_rows
+from siyu.core.bulk import in_list, key_list, select_rows
 from siyu.core.clock import now
 from siyu.core.errors import Conflict, Invalid
 from siyu.corps.models import Corp, Department, Staff
@@ -770,6 +770,22 @@ KNOWN_STATE_SQL = (
     "LEFT JOIN tags_tag t ON t.id = rt.tag_id "
     "WHERE c.corp_id = %s AND "
 )
+# The same on PostgreSQL, a lookup per external_userid whatever the statistics (``core.bulk.key_list``); the
+# caller puts the key list first.
+KNOWN_STATE_BY_KEY_SQL = (
+    "SELECT c.id, c.external_userid, c.name, c.unionid, c.avatar, c.gender, c.type, c.corp_name, "
+    "c.corp_full_name, r.id, r.staff_id, r.remark, r.description, r.remark_corp_name, r.remark_mobiles, "
+    "r.wecom_tag_id "
+    "FROM {keys} "
+    "CROSS JOIN LATERAL (SELECT c.id, c.external_userid, c.name, c.unionid, c.avatar, c.gender, c.type, "
+    "c.corp_name, c.corp_full_name FROM customers_customer c "
+    "WHERE c.corp_id = %s AND c.external_userid = k.key OFFSET 0) c "
+    "LEFT JOIN LATERAL (SELECT r.id, r.staff_id, r.remark, r.description, r.remark_corp_name, "
+    "r.remark_mobiles, t.wecom_tag_id FROM customers_followrelation r "
+    "LEFT JOIN tags_relationtag rt ON rt.relation_id = r.id "
+    "LEFT JOIN tags_tag t ON t.id = rt.tag_id "
+    "WHERE r.customer_id = c.id AND r.status = %s OFFSET 0) r ON true"
+)
 
 
 def _known_state(
@@ -777,8 +793,13 @@ def _known_state(
 ) -> tuple[dict[str, int], dict[str, tuple[Any, ...]], dict[tuple[int, int], KnownRelation]]:
     """What Siyu has of these customers, in one read: their ids and profiles (``PROFILE_FIELDS``) by
     external_userid, their active relations with the WeCom ids of their tags by (customer id, staff id)."""
-    wanted, params = in_list("c.external_userid", external_userids)
-    rows = select_rows(KNOWN_STATE_SQL + wanted, [FollowRelation.Status.ACTIVE.value, corp.pk, *params])
+    active = FollowRelation.Status.ACTIVE.value
+    if connection.vendor == "postgresql":
+        keys, params = key_list(external_userids, "varchar")
+        rows = select_rows(KNOWN_STATE_BY_KEY_SQL.format(keys=keys), [*params, corp.pk, active])
+    else:
+        wanted, params = in_list("c.external_userid", external_userids)
+        rows = select_rows(KNOWN_STATE_SQL + wanted, [active, corp.pk, *params])
     customer_ids: dict[str, int] = {}
     profiles: dict[str, tuple[Any, ...]] = {}
     relations: dict[int, tuple[Any, ...]] = {}
