@@ -1051,10 +1051,9 @@ def sync_groups(runner: Runner) -> None:
         with _Answers(chats) as answers:
             while batch := answers.take(runner.batch(GROUPS_PER_TRANSACTION)):
                 with _work_transaction():
-                    for ref, chat in batch:
-                        runner.mirror.group_chat(
-                            chat, inheritance_status=ref.status, sync_run_id=runner.run.pk
-                        )
+                    runner.mirror.group_chats(
+                        [(chat, ref.status) for ref, chat in batch], sync_run_id=runner.run.pk
+                    )
                     checkpoint["index"] += len(batch)
                     runner.count("groups", len(batch))
                     checkpoint.pop("failures", None)
