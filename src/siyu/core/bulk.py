@@ -276,12 +276,10 @@ def _copy(
         return None
     if not back:
         return []
-    # Each returned tuple picked from (id, *row) in one C call per row.
-    pick = operator.itemgetter(*[0 if f is pk else 1 + list(fields).index(f) for f in back])
-    full = zip(ids, rows, strict=True) if with_ids else ((None, row) for row in rows)
-    if len(back) == 1:
-        return [(pick((pk_value, *row)),) for pk_value, row in full]
-    return [pick((pk_value, *row)) for pk_value, row in full]
+    # The returned columns taken one at a time (the ids, or a column of the rows), then zipped into tuples:
+    # no (id, *row) tuple built per row to pick from.
+    columns = [ids if f is pk else list(map(operator.itemgetter(list(fields).index(f)), rows)) for f in back]
+    return list(zip(*columns, strict=True))
 
 
 def update_rows(model: type[models.Model], names: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
