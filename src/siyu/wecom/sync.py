@@ -209,6 +209,7 @@ class Runner:
     steps: int = 0
     reconciled: bool = False
     statistics_due: float = 0.0
+    statistics: threading.Thread | None = None  # analysing on its own connection (``_keep_statistics``)
     yielded: float = 0.0  # seconds paused for adds (their welcome messages) in this turn
 
     @property
@@ -246,9 +247,9 @@ class Runner:
         self.steps += done
         paused = yield_to_adds(self.run.corp_id, most=_knob("SYNC_YIELD_SECONDS"))
         self.yielded += paused
-        if time.monotonic() >= self.statistics_due:
+        if time.monotonic() >= self.statistics_due and not (self.statistics and self.statistics.is_alive()):
             self.statistics_due = time.monotonic() + STATISTICS_CHECK_SECONDS
-            _keep_statistics()
+            self.statistics = _keep_statistics()
         if (self.max_steps is not None and self.steps >= self.max_steps) or time.monotonic() > self.deadline:
             raise _Stop
 
@@ -341,6 +342,8 @@ def run_sync(
     except Exception as exc:  # recorded on the run; transient failures continue later from the checkpoint
         return _failed_turn(run, owner, exc)
     finally:
+        if runner.statistics is not None:
+            runner.statistics.join()
         if runner.yielded:
             logger.info("sync run %s paused %.1f s for adds being worked", run.pk, runner.yielded)
     return SyncTurn(run=_finish(run, owner, status=SyncRun.Status.DONE))
@@ -686,10 +689,32 @@ def _resolve_members_and_tags(mirror: Mirror, entries: list[s.CustomerRelation])
     mirror.tags_by_wecom_id(tag_ids)
 
 
-def _keep_statistics() -> None:
-    """Analyse the tables a sync grows whose statistics are far behind (see ``ANALYZED_MODELS``)."""
+def _keep_statistics() -> threading.Thread | None:
+    """Analyse the tables a sync grows whose statistics are far behind (see ``ANALYZED_MODELS``).
+
+    Outside a transaction on a thread of its own, with its own connection (returned, to be joined): an
+    analysis takes 0.1–0.7 s of the server at 100,000 customers, which the sync's threads no longer wait
+    for (the tables are written meanwhile; ANALYZE does not block writers)."""
     if connection.vendor != "postgresql":
-        return  # SQLite plans these lookups on the unique indexes without statistics
+        return None  # SQLite plans these lookups on the unique indexes without statistics
+    if connection.in_atomic_block:
+        _analyse_stale_tables()
+        return None
+    thread = threading.Thread(target=_analyse_on_own_connection, name="siyu-sync-statistics", daemon=True)
+    thread.start()
+    return thread
+
+
+def _analyse_on_own_connection() -> None:
+    try:
+        _analyse_stale_tables()
+    except Exception:  # statistics are an optimisation: the sync goes on with the ones it has
+        logger.exception("sync: analysing the tables failed")
+    finally:
+        connections.close_all()  # this thread's connections only
+
+
+def _analyse_stale_tables() -> None:
     tables = [model._meta.db_table for model in ANALYZED_MODELS]
     with connection.cursor() as cursor:
         cursor.execute(
