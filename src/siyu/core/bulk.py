@@ -278,8 +278,8 @@ def _copy(
         return []
     # The returned columns taken one at a time (the ids, or a column of the rows), then zipped into tuples:
     # no (id, *row) tuple built per row to pick from.
-    columns = [ids if f is pk else list(map(operator.itemgetter(list(fields).index(f)), rows)) for f in back]
-    return list(zip(*columns, strict=True))
+    picked = [ids if f is pk else list(map(operator.itemgetter(list(fields).index(f)), rows)) for f in back]
+    return list(zip(*picked, strict=True))
 
 
 def update_rows(model: type[models.Model], names: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:

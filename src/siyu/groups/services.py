@@ -249,12 +249,12 @@ def apply_group_chats(
     # nickname, name) by group and userid.
     current: dict[int, dict[str, tuple[int, int | None, int | None, str, str]]] = {}
     if existing:
-        for group_id, userid, pk, customer_id, staff_id, nickname, name in (
+        for group_id, userid, pk, known_customer, known_staff, nickname, name in (
             GroupMember.objects.for_corp(corp)
             .filter(group_id__in=[group.pk for group in existing], left_at=None)
             .values_list("group_id", "userid", "pk", "customer_id", "staff_id", "group_nickname", "name")
         ):
-            current.setdefault(group_id, {})[userid] = (pk, customer_id, staff_id, nickname, name)
+            current.setdefault(group_id, {})[userid] = (pk, known_customer, known_staff, nickname, name)
     external_ids = {m.userid for info in infos for m in info.members if m.type == GroupMember.Type.EXTERNAL}
     customers = _customer_ids(corp, external_ids) if external_ids else {}
 
