@@ -89,10 +89,13 @@ class FollowRelation(CorpOwned):
         DELETED_BY_CUSTOMER = "deleted_by_customer", _("Deleted by customer")
 
     # Lookups by corp, customer and staff are served by the composite indexes below, each led by that column.
+    # No database constraint on its keys (HOT_ROW_KEY): a first sync writes relations by the hundred thousand.
     corp = corp_key(db_index=False, db_constraint=False)  # HOT_ROW_KEY
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="relations", db_index=False)
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="relations", db_index=False, **HOT_ROW_KEY
+    )
     staff = models.ForeignKey(
-        "corps.Staff", on_delete=models.CASCADE, related_name="relations", db_index=False
+        "corps.Staff", on_delete=models.CASCADE, related_name="relations", db_index=False, **HOT_ROW_KEY
     )
     remark = models.CharField(max_length=64, blank=True, default="")
     description = models.CharField(max_length=256, blank=True, default="")

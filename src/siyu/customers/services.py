@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db import NotSupportedError, transaction
+from django.db import NotSupportedError, connection, transaction
 from django.db.models import Exists, F, Func, JSONField, Max, Q
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
-from siyu.core.bulk import in_list, insert_rows, select_rows, update_rows
+from siyu.core.bulk import in_list, insert_rows, key_list, select_rows, update_rows
 from siyu.core.clock import now
 from siyu.core.errors import Invalid, NotFound
 from siyu.corps.access import Actor
@@ -800,6 +800,13 @@ LIST_COLUMNS_SQL = (
     "FROM customers_customer c JOIN customers_followrelation r ON r.customer_id = c.id "
     "WHERE c.corp_id = %s AND r.corp_id = %s AND "
 )
+# The same on PostgreSQL, a lookup per customer whatever the statistics (``core.bulk.key_list``).
+LIST_COLUMNS_BY_KEY_SQL = (
+    "SELECT x.* FROM {keys} CROSS JOIN LATERAL (SELECT c.id, c.name, c.last_added_at, c.search_text, r.id, "
+    "r.remark, r.remark_corp_name, r.remark_mobiles, r.added_at "
+    "FROM customers_customer c JOIN customers_followrelation r ON r.customer_id = c.id "
+    "WHERE c.id = k.key AND c.corp_id = %s AND r.corp_id = %s OFFSET 0) x"
+)
 
 
 def _datetime(value: Any) -> dt.datetime:
@@ -822,11 +829,16 @@ def _refresh_list_columns(corp: Corp, created: Sequence[ImportedRelation]) -> No
     if not created:
         return
     new = {r.pk for r in created}
-    of_customers, params = in_list("c.id", {r.customer_id for r in created})
+    if connection.vendor == "postgresql":
+        keys, params = key_list({r.customer_id for r in created}, "bigint")
+        rows = select_rows(LIST_COLUMNS_BY_KEY_SQL.format(keys=keys), [*params, corp.pk, corp.pk])
+    else:
+        of_customers, params = in_list("c.id", {r.customer_id for r in created})
+        rows = select_rows(LIST_COLUMNS_SQL + of_customers, [corp.pk, corp.pk, *params])
     customers: dict[int, tuple[str, dt.datetime | None, str]] = {}
     relations: dict[int, list[tuple[str, str, list[str], dt.datetime, int]]] = {}
     for pk, name, last_added_at, search_text, relation_id, remark, corp_name, mobiles, added_at in sorted(
-        select_rows(LIST_COLUMNS_SQL + of_customers, [corp.pk, corp.pk, *params]),
+        rows,
         key=lambda row: (row[0], row[4]),
     ):
         if pk not in customers:

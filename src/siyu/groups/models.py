@@ -9,7 +9,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from siyu.core.clock import now
-from siyu.core.tenancy import CorpManager, CorpOwned, corp_key
+from siyu.core.tenancy import HOT_ROW_KEY, CorpManager, CorpOwned, corp_key
 
 
 class GroupChat(CorpOwned):
@@ -72,12 +72,15 @@ class GroupMember(CorpOwned):
         REMOVED = 1, _("Removed by the owner or an admin")
 
     # Lookups by corp, group and customer are served by the indexes below, each led by that column.
+    # No database constraint on its keys (HOT_ROW_KEY): a first sync writes every member of every group.
     corp = corp_key(db_index=False, db_constraint=False)  # HOT_ROW_KEY
-    group = models.ForeignKey(GroupChat, on_delete=models.CASCADE, related_name="members", db_index=False)
+    group = models.ForeignKey(
+        GroupChat, on_delete=models.CASCADE, related_name="members", db_index=False, **HOT_ROW_KEY
+    )
     userid = models.CharField(max_length=64)  # a staff userid or an external_userid
     type = models.SmallIntegerField(choices=Type.choices, default=Type.EXTERNAL)
     staff = models.ForeignKey(
-        "corps.Staff", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "corps.Staff", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", **HOT_ROW_KEY
     )
     customer = models.ForeignKey(
         "customers.Customer",
@@ -86,6 +89,7 @@ class GroupMember(CorpOwned):
         on_delete=models.SET_NULL,
         related_name="group_stays",
         db_index=False,
+        **HOT_ROW_KEY,
     )
     unionid = models.CharField(max_length=64, blank=True, default="")
     name = models.CharField(max_length=64, blank=True, default="")

@@ -12,11 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils.translation import gettext as _
 
-from siyu.core.bulk import in_list, insert_rows, select_rows
+from siyu.core.bulk import in_list, insert_rows, key_list, select_rows
 from siyu.core.clock import now
 from siyu.core.errors import ErrorCode, Invalid, NotFound
 from siyu.corps.access import Actor
@@ -465,6 +465,11 @@ EVENT_COLUMNS = (
 
 # The (customer id, tag id) pairs of some customers' tags; the caller appends the condition on customer_id.
 CUSTOMER_TAGS_SQL = "SELECT customer_id, tag_id FROM tags_customertag WHERE corp_id = %s AND "
+# The same on PostgreSQL, a lookup per customer whatever the statistics (``core.bulk.key_list``).
+CUSTOMER_TAGS_BY_KEY_SQL = (
+    "SELECT ct.customer_id, ct.tag_id FROM {keys} CROSS JOIN LATERAL (SELECT customer_id, tag_id "
+    "FROM tags_customertag WHERE corp_id = %s AND customer_id = k.key OFFSET 0) ct"
+)
 
 
 def add_relation_tags(
@@ -499,8 +504,13 @@ def add_relation_tags(
         customer_tags = dict.fromkeys((r.customer_id, t.pk) for r, t in to_add)
         # Another relation of the customer may carry the tag already, so its customer tag is there: read
         # first, so that the bulk insert meets no conflict (which would send it down the slower path).
-        of_customers, params = in_list("customer_id", {customer_id for customer_id, _tag in customer_tags})
-        present = set(select_rows(CUSTOMER_TAGS_SQL + of_customers, [corp_id, *params]))
+        customer_ids = {customer_id for customer_id, _tag in customer_tags}
+        if connection.vendor == "postgresql":
+            keys, params = key_list(customer_ids, "bigint")
+            present = set(select_rows(CUSTOMER_TAGS_BY_KEY_SQL.format(keys=keys), [*params, corp_id]))
+        else:
+            of_customers, params = in_list("customer_id", customer_ids)
+            present = set(select_rows(CUSTOMER_TAGS_SQL + of_customers, [corp_id, *params]))
         insert_rows(
             CustomerTag,
             CUSTOMER_TAG_COLUMNS,

@@ -146,9 +146,11 @@ def _effective_concurrency(limit: ApiLimit, quota: ApiQuota, at: datetime) -> in
     return limit.concurrency
 
 
-def _limit_row(corp_id: int, api: str, quota: ApiQuota) -> ApiLimit:
-    """The API's limiter row, locked for this transaction; created with full buckets the first time."""
-    row = _locked_limit(corp_id, api)
+def _limit_row(corp_id: int, api: str, quota: ApiQuota, *, asynchronous_commit: bool = False) -> ApiLimit:
+    """The API's limiter row, locked for this transaction; created with full buckets the first time. With
+    ``asynchronous_commit`` (PostgreSQL) the read also sets the transaction's commit not to wait for the disk
+    (see ``_state_transaction``)."""
+    row = _locked_limit(corp_id, api, asynchronous_commit=asynchronous_commit)
     if row is None:
         ApiLimit.objects.get_or_create(
             corp_id=corp_id,
@@ -159,33 +161,51 @@ def _limit_row(corp_id: int, api: str, quota: ApiQuota) -> ApiLimit:
                 "refilled_at": now(),
             },
         )
-        row = _locked_limit(corp_id, api)
+        row = _locked_limit(corp_id, api, asynchronous_commit=asynchronous_commit)
         assert row is not None
     return row
 
 
-def _locked_limit(corp_id: int, api: str) -> ApiLimit | None:
+_LIMIT_FIELDS = ApiLimit._meta.concrete_fields
+
+
+def _locked_limit(corp_id: int, api: str, *, asynchronous_commit: bool = False) -> ApiLimit | None:
     table = connection.ops.quote_name(ApiLimit._meta.db_table)
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""  # SQLite: the IMMEDIATE lock
-    sql = f"SELECT * FROM {table} WHERE corp_id = %s AND api = %s{lock}"  # noqa: S608 - the model's table
-    rows = ApiLimit.objects.raw(sql, [corp_id, api])
-    return next(iter(rows), None)
+    if connection.vendor != "postgresql":  # SQLite: the IMMEDIATE transaction's lock; the ORM's converters
+        sql = f"SELECT * FROM {table} WHERE corp_id = %s AND api = %s"  # noqa: S608 - the model's table
+        return next(iter(ApiLimit.objects.raw(sql, [corp_id, api])), None)
+    # A plain read into the model (a raw queryset's compilation was a tenth of a slot's client CPU); when
+    # asked, the commit mode set by the same statement (``set_config(…, true)`` is ``SET LOCAL``): one round
+    # trip less.
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in _LIMIT_FIELDS)
+    setting = ", set_config('synchronous_commit', 'off', true)" if asynchronous_commit else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns}{setting} FROM {table} WHERE corp_id = %s AND api = %s FOR UPDATE",  # noqa: S608
+            [corp_id, api],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return ApiLimit.from_db(connection.alias, [f.attname for f in _LIMIT_FIELDS], row[: len(_LIMIT_FIELDS)])
 
 
 @contextlib.contextmanager
-def _state_transaction() -> Iterator[None]:
+def _state_transaction(*, set_by_first_read: bool = False) -> Iterator[bool]:
     """A transaction over limiter state only.
 
     On PostgreSQL its commit does not wait for the WAL to reach the disk: limiter state is worth nothing after
     a crash (buckets refill within a minute, tickets expire), and a synchronous commit would add a disk flush
     to every WeCom call. Only when it is the outermost transaction, so a caller's own writes stay durable.
+    With ``set_by_first_read`` the setting is left to the transaction's first statement, the read of the
+    limiter row (``_limit_row(…, asynchronous_commit=…)``): yields whether that read must set it.
     """
-    outermost = not connection.in_atomic_block
+    asynchronous = not connection.in_atomic_block and connection.vendor == "postgresql"
     with transaction.atomic():
-        if outermost and connection.vendor == "postgresql":
+        if asynchronous and not set_by_first_read:
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        yield
+        yield asynchronous and set_by_first_read
 
 
 def _ticket_counts(
@@ -242,16 +262,20 @@ def _save_limit(limit: ApiLimit) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET {sets} WHERE id = %s",  # noqa: S608 - the model's table and columns
-            [
-                limit.minute_tokens,
-                limit.hour_tokens,
-                _datetime_param(limit.refilled_at),
-                _datetime_param(limit.penalty_until),
-                limit.concurrency,
-                _datetime_param(limit.concurrency_changed_at),
-                limit.pk,
-            ],
+            [*_limit_values(limit), limit.pk],
         )
+
+
+def _limit_values(limit: ApiLimit) -> list[Any]:
+    """The parameters of ``_LIMIT_COLUMNS``."""
+    return [
+        limit.minute_tokens,
+        limit.hour_tokens,
+        _datetime_param(limit.refilled_at),
+        _datetime_param(limit.penalty_until),
+        limit.concurrency,
+        _datetime_param(limit.concurrency_changed_at),
+    ]
 
 
 def _create_ticket(
@@ -263,6 +287,39 @@ def _create_ticket(
             f"INSERT INTO {table} (corp_id, api, priority, state, expires_at, created_at) "  # noqa: S608
             "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
             [corp_id, api, int(priority), state, _datetime_param(expires_at), _datetime_param(at)],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def _take_slot(limit: ApiLimit, *, waiting_id: int | None, **ticket: Any) -> int:
+    """Write the limiter row's state, drop the caller's waiting ticket if any, and create its running ticket
+    (``_create_ticket``'s arguments): one statement on PostgreSQL, where they were three round trips."""
+    if connection.vendor != "postgresql":
+        _save_limit(limit)
+        if waiting_id is not None:
+            _delete_ticket(waiting_id)
+        return _create_ticket(**ticket)
+    limits = connection.ops.quote_name(ApiLimit._meta.db_table)
+    tickets = connection.ops.quote_name(GatewayTicket._meta.db_table)
+    sets = ", ".join(f"{connection.ops.quote_name(c)} = %s" for c in _LIMIT_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # The models' tables and columns; every value is a parameter.
+            f"WITH saved AS (UPDATE {limits} SET {sets} WHERE id = %s), "  # noqa: S608
+            f"dropped AS (DELETE FROM {tickets} WHERE id = %s) "
+            f"INSERT INTO {tickets} (corp_id, api, priority, state, expires_at, created_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            [
+                *_limit_values(limit),
+                limit.pk,
+                waiting_id,
+                ticket["corp_id"],
+                ticket["api"],
+                int(ticket["priority"]),
+                ticket["state"],
+                _datetime_param(ticket["expires_at"]),
+                _datetime_param(ticket["at"]),
+            ],
         )
         return int(cursor.fetchone()[0])
 
@@ -338,9 +395,9 @@ class Limiter:
 
     def _try(self, *, corp_id: int, api: str, priority: Priority, waiting_id: int | None) -> _Decision:
         quota = quota_for(api)
-        with _state_transaction():
+        with _state_transaction(set_by_first_read=True) as set_commit:
             at = now()
-            limit = _limit_row(corp_id, api, quota)
+            limit = _limit_row(corp_id, api, quota, asynchronous_commit=set_commit)
             _refill(limit, quota, at)
             cap = _effective_concurrency(limit, quota, at)
             counts = _ticket_counts(corp_id=corp_id, api=api, priority=priority, waiting_id=waiting_id, at=at)
@@ -369,10 +426,9 @@ class Limiter:
                 )
             limit.minute_tokens -= 1
             limit.hour_tokens -= 1
-            _save_limit(limit)
-            if waiting_id is not None:
-                _delete_ticket(waiting_id)
-            ticket_id = _create_ticket(
+            ticket_id = _take_slot(
+                limit,
+                waiting_id=waiting_id,
                 corp_id=corp_id,
                 api=api,
                 priority=priority,

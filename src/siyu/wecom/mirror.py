@@ -29,7 +29,13 @@ from siyu.customers.services import (
     upsert_customer,
 )
 from siyu.groups.models import GroupMember
-from siyu.groups.services import GroupChatChange, GroupChatInfo, GroupMemberInfo, apply_group_chat
+from siyu.groups.services import (
+    GroupChatChange,
+    GroupChatInfo,
+    GroupMemberInfo,
+    apply_group_chat,
+    apply_group_chats,
+)
 from siyu.tags.models import RelationTag, Tag, TagGroup
 from siyu.tags.services import (
     create_tag,
@@ -549,38 +555,60 @@ class Mirror:
         inheritance_status: int | None = None,
         sync_run_id: int | None = None,
     ) -> GroupChatChange:
-        info = GroupChatInfo(
-            chat_id=chat.chat_id,
-            name=chat.name,
-            owner_userid=chat.owner,
-            notice=chat.notice,
-            created_at=from_timestamp(chat.create_time),
-            admin_userids=tuple(a.userid for a in chat.admin_list),
-            member_version=chat.member_version,
-            inheritance_status=inheritance_status,
-            members=tuple(
-                GroupMemberInfo(
-                    userid=m.userid,
-                    type=m.type if m.type in GroupMember.Type.values else GroupMember.Type.EXTERNAL,
-                    join_time=from_timestamp(m.join_time),
-                    join_scene=m.join_scene,
-                    invitor_userid=str((m.invitor or {}).get("userid", ""))[:64],
-                    group_nickname=m.group_nickname,
-                    name=m.name,
-                    unionid=m.unionid[:64],
-                )
-                for m in chat.member_list
-            ),
-        )
         change = apply_group_chat(
             corp=self.corp,
-            info=info,
+            info=_group_info(chat, inheritance_status),
             source=self.source,
             at=at,
             quit_scene=quit_scene,
             payload_extra=self.payload_extra,
             sync_run_id=sync_run_id,
         )
+        self._count_group_change(change)
+        return change
+
+    def group_chats(
+        self, chats: Sequence[tuple[s.GroupChat, int | None]], *, sync_run_id: int | None = None
+    ) -> list[GroupChatChange]:
+        """Mirror many ``groupchat/get`` answers (each with its inheritance status, or None) at once."""
+        changes = apply_group_chats(
+            corp=self.corp,
+            infos=[_group_info(chat, inheritance_status) for chat, inheritance_status in chats],
+            source=self.source,
+            payload_extra=self.payload_extra,
+            sync_run_id=sync_run_id,
+        )
+        for change in changes:
+            self._count_group_change(change)
+        return changes
+
+    def _count_group_change(self, change: GroupChatChange) -> None:
         self.repairs["group_members_joined"] += len(change.joined)
         self.repairs["group_members_left"] += len(change.left)
-        return change
+
+
+def _group_info(chat: s.GroupChat, inheritance_status: int | None) -> GroupChatInfo:
+    """``groupchat/get``'s answer as the groups service takes it."""
+    return GroupChatInfo(
+        chat_id=chat.chat_id,
+        name=chat.name,
+        owner_userid=chat.owner,
+        notice=chat.notice,
+        created_at=from_timestamp(chat.create_time),
+        admin_userids=tuple(a.userid for a in chat.admin_list),
+        member_version=chat.member_version,
+        inheritance_status=inheritance_status,
+        members=tuple(
+            GroupMemberInfo(
+                userid=m.userid,
+                type=m.type if m.type in GroupMember.Type.values else GroupMember.Type.EXTERNAL,
+                join_time=from_timestamp(m.join_time),
+                join_scene=m.join_scene,
+                invitor_userid=str((m.invitor or {}).get("userid", ""))[:64],
+                group_nickname=m.group_nickname,
+                name=m.name,
+                unionid=m.unionid[:64],
+            )
+            for m in chat.member_list
+        ),
+    )

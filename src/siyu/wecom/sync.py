@@ -33,7 +33,7 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 from django_tasks import task
 
-from siyu.core.bulk import in_list, select_rows
+from siyu.core.bulk import in_list, key_list, select_rows
 from siyu.core.clock import now
 from siyu.core.errors import Conflict, Invalid
 from siyu.corps.models import Corp, Department, Staff
@@ -209,6 +209,7 @@ class Runner:
     steps: int = 0
     reconciled: bool = False
     statistics_due: float = 0.0
+    statistics: threading.Thread | None = None  # analysing on its own connection (``_keep_statistics``)
     yielded: float = 0.0  # seconds paused for adds (their welcome messages) in this turn
 
     @property
@@ -248,9 +249,9 @@ class Runner:
             self.run.corp_id, most=_knob("SYNC_YIELD_SECONDS"), behind_most=_knob("SYNC_YIELD_BEHIND_SECONDS")
         )
         self.yielded += paused
-        if time.monotonic() >= self.statistics_due:
+        if time.monotonic() >= self.statistics_due and not (self.statistics and self.statistics.is_alive()):
             self.statistics_due = time.monotonic() + STATISTICS_CHECK_SECONDS
-            _keep_statistics()
+            self.statistics = _keep_statistics()
         if (self.max_steps is not None and self.steps >= self.max_steps) or time.monotonic() > self.deadline:
             raise _Stop
 
@@ -343,6 +344,8 @@ def run_sync(
     except Exception as exc:  # recorded on the run; transient failures continue later from the checkpoint
         return _failed_turn(run, owner, exc)
     finally:
+        if runner.statistics is not None:
+            runner.statistics.join()
         if runner.yielded:
             logger.info("sync run %s paused %.1f s for adds being worked", run.pk, runner.yielded)
     return SyncTurn(run=_finish(run, owner, status=SyncRun.Status.DONE))
@@ -688,10 +691,32 @@ def _resolve_members_and_tags(mirror: Mirror, entries: list[s.CustomerRelation])
     mirror.tags_by_wecom_id(tag_ids)
 
 
-def _keep_statistics() -> None:
-    """Analyse the tables a sync grows whose statistics are far behind (see ``ANALYZED_MODELS``)."""
+def _keep_statistics() -> threading.Thread | None:
+    """Analyse the tables a sync grows whose statistics are far behind (see ``ANALYZED_MODELS``).
+
+    Outside a transaction on a thread of its own, with its own connection (returned, to be joined): an
+    analysis takes 0.1–0.7 s of the server at 100,000 customers, which the sync's threads no longer wait
+    for (the tables are written meanwhile; ANALYZE does not block writers)."""
     if connection.vendor != "postgresql":
-        return  # SQLite plans these lookups on the unique indexes without statistics
+        return None  # SQLite plans these lookups on the unique indexes without statistics
+    if connection.in_atomic_block:
+        _analyse_stale_tables()
+        return None
+    thread = threading.Thread(target=_analyse_on_own_connection, name="siyu-sync-statistics", daemon=True)
+    thread.start()
+    return thread
+
+
+def _analyse_on_own_connection() -> None:
+    try:
+        _analyse_stale_tables()
+    except Exception:  # statistics are an optimisation: the sync goes on with the ones it has
+        logger.exception("sync: analysing the tables failed")
+    finally:
+        connections.close_all()  # this thread's connections only
+
+
+def _analyse_stale_tables() -> None:
     tables = [model._meta.db_table for model in ANALYZED_MODELS]
     with connection.cursor() as cursor:
         cursor.execute(
@@ -772,6 +797,22 @@ KNOWN_STATE_SQL = (
     "LEFT JOIN tags_tag t ON t.id = rt.tag_id "
     "WHERE c.corp_id = %s AND "
 )
+# The same on PostgreSQL, a lookup per external_userid whatever the statistics (``core.bulk.key_list``); the
+# caller puts the key list first.
+KNOWN_STATE_BY_KEY_SQL = (
+    "SELECT c.id, c.external_userid, c.name, c.unionid, c.avatar, c.gender, c.type, c.corp_name, "
+    "c.corp_full_name, r.id, r.staff_id, r.remark, r.description, r.remark_corp_name, r.remark_mobiles, "
+    "r.wecom_tag_id "
+    "FROM {keys} "
+    "CROSS JOIN LATERAL (SELECT c.id, c.external_userid, c.name, c.unionid, c.avatar, c.gender, c.type, "
+    "c.corp_name, c.corp_full_name FROM customers_customer c "
+    "WHERE c.corp_id = %s AND c.external_userid = k.key OFFSET 0) c "
+    "LEFT JOIN LATERAL (SELECT r.id, r.staff_id, r.remark, r.description, r.remark_corp_name, "
+    "r.remark_mobiles, t.wecom_tag_id FROM customers_followrelation r "
+    "LEFT JOIN tags_relationtag rt ON rt.relation_id = r.id "
+    "LEFT JOIN tags_tag t ON t.id = rt.tag_id "
+    "WHERE r.customer_id = c.id AND r.status = %s OFFSET 0) r ON true"
+)
 
 
 def _known_state(
@@ -779,8 +820,13 @@ def _known_state(
 ) -> tuple[dict[str, int], dict[str, tuple[Any, ...]], dict[tuple[int, int], KnownRelation]]:
     """What Siyu has of these customers, in one read: their ids and profiles (``PROFILE_FIELDS``) by
     external_userid, their active relations with the WeCom ids of their tags by (customer id, staff id)."""
-    wanted, params = in_list("c.external_userid", external_userids)
-    rows = select_rows(KNOWN_STATE_SQL + wanted, [FollowRelation.Status.ACTIVE.value, corp.pk, *params])
+    active = FollowRelation.Status.ACTIVE.value
+    if connection.vendor == "postgresql":
+        keys, params = key_list(external_userids, "varchar")
+        rows = select_rows(KNOWN_STATE_BY_KEY_SQL.format(keys=keys), [*params, corp.pk, active])
+    else:
+        wanted, params = in_list("c.external_userid", external_userids)
+        rows = select_rows(KNOWN_STATE_SQL + wanted, [active, corp.pk, *params])
     customer_ids: dict[str, int] = {}
     profiles: dict[str, tuple[Any, ...]] = {}
     relations: dict[int, tuple[Any, ...]] = {}
@@ -1032,10 +1078,9 @@ def sync_groups(runner: Runner) -> None:
         with _Answers(chats) as answers:
             while batch := answers.take(runner.batch(GROUPS_PER_TRANSACTION)):
                 with _work_transaction():
-                    for ref, chat in batch:
-                        runner.mirror.group_chat(
-                            chat, inheritance_status=ref.status, sync_run_id=runner.run.pk
-                        )
+                    runner.mirror.group_chats(
+                        [(chat, ref.status) for ref, chat in batch], sync_run_id=runner.run.pk
+                    )
                     checkpoint["index"] += len(batch)
                     runner.count("groups", len(batch))
                     checkpoint.pop("failures", None)
