@@ -9,8 +9,9 @@ import io
 import pytest
 from PIL import Image
 
+from siyu.channels import handlers
 from siyu.channels.demo import contact_ways_for_export, seed_channels
-from siyu.channels.handlers import attribute_missed, complete_pending, record_add
+from siyu.channels.handlers import attribute_missed, automate_waiting, complete_pending, record_add
 from siyu.channels.models import Channel, ChannelAdd, ChannelDay, ChannelDayDirty, ChannelTag
 from siyu.channels.services import ChannelInput, MemberInput, create_channel
 from siyu.core import clock
@@ -187,3 +188,41 @@ def test_a_welcome_outcome_lost_on_the_way_is_read_from_the_outbox():
     assert (
         Event.objects.for_corp(corp).filter(kind=Event.Kind.WELCOMED, customer=relation.customer).count() == 1
     )
+
+
+def test_the_automation_task_tries_each_add_once_a_run_and_leaves_a_failing_one_to_the_beat(monkeypatch):
+    corp = factories.make_corp()
+    staff = factories.make_staff(corp)
+    relations = [
+        add_follow_relation(customer=factories.make_customer(corp), staff=staff, source=Event.Source.WECOM)
+        for _ in range(2)
+    ]
+    # given two adds waiting for their automation, the first of which fails every time
+    adds = [
+        record_add(
+            corp=corp,
+            customer=relation.customer,
+            staff=staff,
+            relation=relation,
+            state="",
+            welcome_code="",
+            half=False,
+            received_at=None,
+        )[0]
+        for relation in relations
+    ]
+    real = handlers.automate
+    tried: list[int] = []
+
+    def automate(add):
+        tried.append(add.pk)
+        if add.pk == adds[0].pk:
+            raise RuntimeError("WeCom refused")
+        real(add)
+
+    monkeypatch.setattr(handlers, "automate", automate)
+    # when the task runs
+    assert automate_waiting(corp.pk) == (2, False)
+    # then each was tried once: the second is done, the first left for the beat (no spinning on it)
+    assert tried == [adds[0].pk, adds[1].pk]
+    assert [ChannelAdd.objects.get(pk=add.pk).automated_at is None for add in adds] == [True, False]

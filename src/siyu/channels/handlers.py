@@ -155,13 +155,12 @@ def automate_later(corp_id: int) -> None:
 
     if not cache.add(f"siyu:automate-later:{corp_id}:{math.floor(time.time())}", 1, timeout=5):
         return
-    try:
-        transaction.on_commit(lambda: _enqueue_automation(automate_adds, corp_id))
-    except Exception:  # the beat's catch-up (``complete_pending``) finishes the add within minutes
-        log.exception("channels: could not queue the automation of corp %s", corp_id)
+    # A queue that cannot take it is logged and the add left to the beat's catch-up (``complete_pending``).
+    transaction.on_commit(lambda: enqueue_automation(automate_adds, corp_id), robust=True)
 
 
-def _enqueue_automation(task: Any, corp_id: int, run_after: dt.datetime | None = None) -> None:
+def enqueue_automation(task: Any, corp_id: int, run_after: dt.datetime | None = None) -> None:
+    """Enqueue ``task`` (``tasks.automate_adds``) for the corp, below the drains where priorities exist."""
     backend = task.get_backend()
     options: dict[str, Any] = {}
     if backend.supports_priority:
@@ -176,9 +175,12 @@ def automate_waiting(corp_id: int, *, max_seconds: float = AUTOMATION_RUN_SECOND
     inbox or is being worked (its welcome comes first). Returns (adds automated, whether some are left)."""
     started = time.monotonic()
     done = 0
+    after = 0  # each add once a run: one that fails (or another worker holds) is left to the beat's catch-up
     while True:
         batch = list(
-            ChannelAdd.objects.for_corp(corp_id).filter(automated_at=None).order_by("id")[:AUTOMATION_BATCH]
+            ChannelAdd.objects.for_corp(corp_id)
+            .filter(automated_at=None, pk__gt=after)
+            .order_by("id")[:AUTOMATION_BATCH]
         )
         if not batch:
             return done, False
@@ -186,6 +188,7 @@ def automate_waiting(corp_id: int, *, max_seconds: float = AUTOMATION_RUN_SECOND
             if adds_waiting(corp_id) or time.monotonic() - started > max_seconds:
                 return done, True
             _automate_logged(add)
+            after = add.pk
             done += 1
 
 
@@ -421,7 +424,9 @@ def complete_pending() -> int:
     cutoff = now() - PENDING_GRACE
     busy: dict[int, bool] = {}  # corps whose adds are being worked now: theirs wait (welcomes first)
     for add in ChannelAdd.objects.filter(automated_at=None, recorded_at__lt=cutoff).order_by("id")[:500]:
-        if busy.setdefault(add.corp_id, adds_waiting(add.corp_id)):
+        if add.corp_id not in busy:
+            busy[add.corp_id] = adds_waiting(add.corp_id)
+        if busy[add.corp_id]:
             continue
         try:
             automate(add)

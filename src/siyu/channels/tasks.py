@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django_tasks import task
 
-from siyu.channels.handlers import AUTOMATION_RETRY, _enqueue_automation, automate_waiting
+from siyu.channels.handlers import AUTOMATION_RETRY, automate_waiting, enqueue_automation
 from siyu.core.clock import now
 
 
@@ -13,4 +13,4 @@ def automate_adds(corp_id: int) -> None:
     """Automate the corp's waiting adds; when adds queue up again (or time runs out), look again shortly."""
     _done, left = automate_waiting(corp_id)
     if left:
-        _enqueue_automation(automate_adds, corp_id, run_after=now() + AUTOMATION_RETRY)
+        enqueue_automation(automate_adds, corp_id, run_after=now() + AUTOMATION_RETRY)
