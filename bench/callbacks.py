@@ -36,6 +36,11 @@ The load generator (``--client raw``) writes pre-built HTTP/1.1 requests on keep
 asyncio and reads the answers: ~0.03–0.1 ms of CPU a request here, where httpx's async client took 6–8 ms,
 and it shares the 2 cores with the server, so a heavier client would mostly measure itself. ``--client httpx``
 is there to compare.
+
+Measured (2 receiver processes, quiet machine, the receiver's code unchanged since): 2,517 acks/s, p99
+48.8 ms, against 8,513 health checks a second; on a later machine, load 0.5 → 2.5: 7,639 acks/s, p50 7.7 ms,
+p99 19.4 ms, 200 µs of CPU an acknowledgement, against 31,595 health checks a second — the target met, by a
+machine whose baseline was 3.7 times faster: the ratio to the baseline fell from 0.30 to 0.24.
 """
 
 from __future__ import annotations
