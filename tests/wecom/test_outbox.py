@@ -339,6 +339,8 @@ def test_a_pass_gives_way_to_waiting_adds_sending_only_welcomes_and_handing_back
     assert statuses == [Outbox.Status.DONE, Outbox.Status.PENDING]
     # when no add waits, the pass sends what is left
     assert send_due(give_way=lambda: False).done == 1
+    # and with nothing left, a pass while adds wait has nothing to give way with: it is simply done
+    assert not send_due(give_way=lambda: True).gave_way
 
 
 @pytest.mark.django_db

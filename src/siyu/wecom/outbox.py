@@ -263,7 +263,8 @@ def send_due(
         yielding = give_way is not None and give_way()
         batch = claim_due(limit=claim_batch, min_priority=Priority.WELCOME if yielding else None)
         if not batch:
-            report.gave_way = yielding
+            # Gave way only if other rows wait (otherwise the pass is simply done).
+            report.gave_way = yielding and Outbox.objects.filter(_due()).exists()
             return report
         for n, (pk, lease) in enumerate(batch):
             if give_way is not None and not yielding and n and give_way():
