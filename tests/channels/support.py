@@ -6,11 +6,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from siyu.channels.models import Channel
-from siyu.channels.services import ChannelInput, MemberInput, create_channel
+from siyu.channels.services import (
+    ChannelInput,
+    MemberInput,
+    VariantInput,
+    create_channel,
+    save_welcome_message,
+)
 from siyu.corps.access import Actor
 from siyu.corps.models import Corp, Role, Staff
 from siyu.corps.services import upsert_staff
+from siyu.tags.models import Tag
 from siyu.wecom.outbox import send_due
+from tests import factories
 
 
 def operator_of(corp: Corp) -> Actor:
@@ -54,3 +62,20 @@ def channel_with_way(
 def way_users(env: Any, channel: Channel) -> list[str]:
     """Who the simulator's contact way lists now."""
     return list(env.sim.state.contact_ways[channel.config_id].user)
+
+
+def automated_channel(env: Any, welcome_text: str) -> tuple[Channel, Tag]:
+    """A channel of two members with its own welcome message, remark template and auto-tag; and the tag."""
+    staff = staff_like_sim(env)
+    tag = factories.make_tag(env.corp, "抖音", group="来源")
+    channel = channel_with_way(
+        env,
+        staff[:2],
+        welcome_mode=Channel.WelcomeMode.OWN,
+        remark_template="{customer_name}-抖音",
+        tag_ids=[tag.pk],
+    )
+    save_welcome_message(
+        actor=operator_of(env.corp), channel=channel, variants=[VariantInput(text=welcome_text)]
+    )
+    return channel, tag

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
 
 import pytest
 from django.db import connection
@@ -13,11 +12,9 @@ from django.test.utils import CaptureQueriesContext
 
 from siyu.channels.handlers import automate_waiting
 from siyu.channels.models import Channel, ChannelAdd
-from siyu.channels.services import VariantInput, save_welcome_message
 from siyu.customers.models import Event
-from siyu.tags.models import RelationTag
-from tests import factories
-from tests.channels.support import channel_with_way, operator_of, staff_like_sim
+from siyu.tags.models import RelationTag, Tag
+from tests.channels.support import automated_channel
 from tests.conftest import run_tasks
 from tests.wecom.inbound_support import simulated_wecom
 
@@ -39,21 +36,8 @@ def _tables(sql: str) -> str:
     return f"{verb} {table.group(1) if table else '?'}"
 
 
-def _automated_channel(env) -> tuple[Channel, Any]:
-    """A channel with its own welcome message, a remark template and an auto-tag; and the tag."""
-    staff = staff_like_sim(env)
-    tag = factories.make_tag(env.corp, "抖音", group="来源")
-    channel = channel_with_way(
-        env,
-        staff[:2],
-        welcome_mode=Channel.WelcomeMode.OWN,
-        remark_template="{customer_name}-抖音",
-        tag_ids=[tag.pk],
-    )
-    save_welcome_message(
-        actor=operator_of(env.corp), channel=channel, variants=[VariantInput(text="您好{customer_name}")]
-    )
-    return channel, tag
+def _automated_channel(env) -> tuple[Channel, Tag]:
+    return automated_channel(env, welcome_text="您好{customer_name}")
 
 
 def test_one_add_through_a_channel_stays_within_its_statement_budget(

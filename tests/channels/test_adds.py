@@ -17,7 +17,7 @@ from siyu.wecom.models import Outbox
 from siyu.wecom.outbox import send_due
 from siyu.wecom.sync import run_sync, start_sync
 from tests import factories
-from tests.channels.support import channel_with_way, operator_of, staff_like_sim
+from tests.channels.support import automated_channel, channel_with_way, operator_of, staff_like_sim
 from tests.wecom.inbound_support import simulated_wecom
 
 pytestmark = pytest.mark.django_db
@@ -25,6 +25,18 @@ pytestmark = pytest.mark.django_db
 
 def welcome(env, channel: Channel | None, text: str = "您好{customer_name}，我是{staff_name}") -> None:
     save_welcome_message(actor=operator_of(env.corp), channel=channel, variants=[VariantInput(text=text)])
+
+
+def redeliver_last(env, capture) -> None:
+    """WeCom delivers the last callback again; it is worked, on-commit work run."""
+    post = env.receiver.posts()[-1]
+    with capture(execute=True):
+        env.client.post(
+            f"/wecom/callback/{env.corp.corpid}/?{urlencode(post.query)}",
+            data=post.body,
+            content_type="text/xml",
+        )
+        env.work()
 
 
 def scan(env, channel: Channel, capture) -> dict:
@@ -42,16 +54,7 @@ def the_add(env, added: dict) -> ChannelAdd:
 def test_scan_is_attributed_welcomed_remarked_and_tagged(settings, django_capture_on_commit_callbacks):
     with simulated_wecom(settings) as env:
         # given a channel with a welcome message, a remark template and an auto-tag
-        staff = staff_like_sim(env)
-        tag = factories.make_tag(env.corp, "抖音", group="来源")
-        channel = channel_with_way(
-            env,
-            staff[:2],
-            welcome_mode=Channel.WelcomeMode.OWN,
-            remark_template="{customer_name}-抖音",
-            tag_ids=[tag.pk],
-        )
-        welcome(env, channel)
+        channel, tag = automated_channel(env, welcome_text="您好{customer_name}，我是{staff_name}")
         # when a customer scans its QR code
         added = scan(env, channel, django_capture_on_commit_callbacks)
         # then the add is the channel's, with its staff member
@@ -230,14 +233,7 @@ def test_auto_tags_apply_once_through_redelivery_and_sync(settings, django_captu
         tagged = Event.objects.for_corp(env.corp).filter(kind=Event.Kind.TAGGED, customer=relation.customer)
         assert tagged.count() == 1
         # when WeCom delivers the add again, and a reconciliation reads WeCom afterwards
-        post = env.receiver.posts()[-1]
-        with django_capture_on_commit_callbacks(execute=True):
-            env.client.post(
-                f"/wecom/callback/{env.corp.corpid}/?{urlencode(post.query)}",
-                data=post.body,
-                content_type="text/xml",
-            )
-            env.work()
+        redeliver_last(env, django_capture_on_commit_callbacks)
         send_due()
         run = start_sync(corp=env.corp, kind="reconcile", enqueue=False)
         with django_capture_on_commit_callbacks(execute=True):
@@ -364,14 +360,7 @@ def test_an_add_a_sync_read_first_is_still_the_callbacks_and_gets_its_welcome(
         )
         assert welcomed.count() == 1
         # and a redelivery of the callback changes nothing
-        post = env.receiver.posts()[-1]
-        with django_capture_on_commit_callbacks(execute=True):
-            env.client.post(
-                f"/wecom/callback/{env.corp.corpid}/?{urlencode(post.query)}",
-                data=post.body,
-                content_type="text/xml",
-            )
-            env.work()
+        redeliver_last(env, django_capture_on_commit_callbacks)
         assert ChannelAdd.objects.filter(relation=relation).count() == 1
         assert Outbox.objects.for_corp(env.corp).filter(api="externalcontact/send_welcome_msg").count() == 1
         assert welcomed.count() == 1

@@ -58,6 +58,20 @@ def test_a_recent_relation_without_a_callback_is_attributed_and_tagged():
     assert attribute_missed() == 0
 
 
+def _recorded(corp, staff, relation, state: str = ""):
+    """The add of ``relation`` recorded as its callback's handler records it, without a welcome code."""
+    return record_add(
+        corp=corp,
+        customer=relation.customer,
+        staff=staff,
+        relation=relation,
+        state=state,
+        welcome_code="",
+        half=False,
+        received_at=None,
+    )
+
+
 def test_an_add_whose_automation_stopped_is_finished_once():
     corp = connected_corp()
     staff = factories.make_staff(corp, "店员")
@@ -70,16 +84,7 @@ def test_an_add_whose_automation_stopped_is_finished_once():
         customer=factories.make_customer(corp), staff=staff, source=Event.Source.WECOM, state=channel.state
     )
     # given the add was recorded, then its worker stopped
-    add, _row = record_add(
-        corp=corp,
-        customer=relation.customer,
-        staff=staff,
-        relation=relation,
-        state=channel.state,
-        welcome_code="",
-        half=False,
-        received_at=None,
-    )
+    add, _row = _recorded(corp, staff, relation, state=channel.state)
     assert add is not None and add.automated_at is None
     # when the beat looks after the grace period while another customer's add waits in the inbox
     with clock.frozen_at(clock.now() + dt.timedelta(minutes=2)):
@@ -154,16 +159,7 @@ def test_a_welcome_outcome_lost_on_the_way_is_read_from_the_outbox():
     relation = add_follow_relation(
         customer=factories.make_customer(corp), staff=staff, source=Event.Source.WECOM
     )
-    add, _row = record_add(
-        corp=corp,
-        customer=relation.customer,
-        staff=staff,
-        relation=relation,
-        state="",
-        welcome_code="",
-        half=False,
-        received_at=None,
-    )
+    add, _row = _recorded(corp, staff, relation)
     row = enqueue_write(
         corp=corp,
         api="externalcontact/send_welcome_msg",
@@ -198,19 +194,7 @@ def test_the_automation_task_tries_each_add_once_a_run_and_leaves_a_failing_one_
         for _ in range(2)
     ]
     # given two adds waiting for their automation, the first of which fails every time
-    adds = [
-        record_add(
-            corp=corp,
-            customer=relation.customer,
-            staff=staff,
-            relation=relation,
-            state="",
-            welcome_code="",
-            half=False,
-            received_at=None,
-        )[0]
-        for relation in relations
-    ]
+    adds = [_recorded(corp, staff, relation)[0] for relation in relations]
     real = handlers.automate
     tried: list[int] = []
 

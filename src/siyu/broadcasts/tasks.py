@@ -7,6 +7,7 @@ import datetime as dt
 from django_tasks import task
 
 from siyu.broadcasts.execution import execute_broadcast, poll_broadcast
+from siyu.core.tasks import enqueue
 
 
 @task()
@@ -23,7 +24,4 @@ def poll_broadcast_task(broadcast_id: int) -> None:
 
 def enqueue_execution(broadcast_id: int, *, run_after: dt.datetime | None = None) -> None:
     """Run ``run_broadcast`` now, or at ``run_after`` where the queue defers (the sweep covers the rest)."""
-    runner = run_broadcast
-    if run_after is not None and runner.get_backend().supports_defer:
-        runner = runner.using(run_after=run_after)
-    runner.enqueue(broadcast_id)
+    enqueue(run_broadcast, broadcast_id, run_after=run_after)

@@ -34,6 +34,7 @@ from django.db.models import Exists, OuterRef
 from siyu.channels import contact_way, rollups, welcome
 from siyu.channels.models import Channel, ChannelAdd, ChannelStaff, ChannelTag
 from siyu.core.clock import now
+from siyu.core.tasks import enqueue
 from siyu.core.timewindows import local
 from siyu.corps.models import Corp, Staff
 from siyu.customers.models import Customer, Event, FollowRelation
@@ -156,18 +157,9 @@ def automate_later(corp_id: int) -> None:
     if not cache.add(f"siyu:automate-later:{corp_id}:{math.floor(time.time())}", 1, timeout=5):
         return
     # A queue that cannot take it is logged and the add left to the beat's catch-up (``complete_pending``).
-    transaction.on_commit(lambda: enqueue_automation(automate_adds, corp_id), robust=True)
-
-
-def enqueue_automation(task: Any, corp_id: int, run_after: dt.datetime | None = None) -> None:
-    """Enqueue ``task`` (``tasks.automate_adds``) for the corp, below the drains where priorities exist."""
-    backend = task.get_backend()
-    options: dict[str, Any] = {}
-    if backend.supports_priority:
-        options["priority"] = AUTOMATION_PRIORITY
-    if run_after is not None and backend.supports_defer:
-        options["run_after"] = run_after
-    (task.using(**options) if options else task).enqueue(corp_id=corp_id)
+    transaction.on_commit(
+        lambda: enqueue(automate_adds, corp_id=corp_id, priority=AUTOMATION_PRIORITY), robust=True
+    )
 
 
 def automate_waiting(corp_id: int, *, max_seconds: float = AUTOMATION_RUN_SECONDS) -> tuple[int, bool]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django_tasks import task
 
-from siyu.channels.handlers import AUTOMATION_RETRY, automate_waiting, enqueue_automation
+from siyu.channels.handlers import AUTOMATION_PRIORITY, AUTOMATION_RETRY, automate_waiting
 from siyu.core.clock import now
+from siyu.core.tasks import enqueue
 
 
 @task()
@@ -13,4 +14,6 @@ def automate_adds(corp_id: int) -> None:
     """Automate the corp's waiting adds; when adds queue up again (or time runs out), look again shortly."""
     _done, left = automate_waiting(corp_id)
     if left:
-        enqueue_automation(automate_adds, corp_id, run_after=now() + AUTOMATION_RETRY)
+        enqueue(
+            automate_adds, corp_id=corp_id, priority=AUTOMATION_PRIORITY, run_after=now() + AUTOMATION_RETRY
+        )

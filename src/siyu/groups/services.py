@@ -172,17 +172,16 @@ def apply_group_chats(
             raise Invalid(_("chat_id is required (at most 64 characters)"), field="chat_id")
     if len({info.chat_id for info in infos}) < len(infos):  # the same group twice: one after the other
         return [
-            change
-            for info in infos
-            for change in apply_group_chats(
+            apply_group_chat(
                 corp=corp,
-                infos=[info],
+                info=info,
                 source=source,
                 at=at,
                 quit_scene=quit_scene,
                 payload_extra=payload_extra,
                 sync_run_id=sync_run_id,
             )
+            for info in infos
         ]
     if not infos:
         return []

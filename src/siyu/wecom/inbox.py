@@ -33,6 +33,7 @@ from django_tasks import task
 
 from siyu.core.clock import now
 from siyu.core.errors import NotFound
+from siyu.core.tasks import enqueue
 from siyu.corps.models import Corp
 from siyu.wecom.messages import CONTACT_EVENT, MessageError, parse_message
 from siyu.wecom.models import InboxEvent
@@ -257,14 +258,9 @@ def requeue_params(corp_id: int, key: str, *, moment: dt.datetime, connection: A
 # --- waking the worker --------------------------------------------------------------------------------------
 
 
-def _enqueue(corp_id: int | None, run_after: dt.datetime | None = None) -> None:
-    backend = drain_inbox_task.get_backend()
-    options: dict[str, Any] = {}
-    if backend.supports_priority:
-        options["priority"] = DRAIN_PRIORITY
-    if run_after is not None and backend.supports_defer:
-        options["run_after"] = run_after
-    (drain_inbox_task.using(**options) if options else drain_inbox_task).enqueue(corp_id=corp_id)
+def enqueue_drain(corp_id: int | None, run_after: dt.datetime | None = None) -> None:
+    """A drain task for the corp (all corps: None), at the drains' priority, now or at ``run_after``."""
+    enqueue(drain_inbox_task, corp_id=corp_id, priority=DRAIN_PRIORITY, run_after=run_after)
 
 
 @dataclass(frozen=True)
@@ -295,7 +291,7 @@ def send_wake_up(wake_up: WakeUp) -> None:
     turn their acknowledgement into an error (the next callback, or the rows' retry schedule, wakes the
     worker)."""
     try:
-        _enqueue(wake_up.corp_id, wake_up.run_after)
+        enqueue_drain(wake_up.corp_id, wake_up.run_after)
     except Exception:
         logger.exception("wecom inbox: could not wake the worker for corp %s", wake_up.corp_id)
 
@@ -493,18 +489,21 @@ def working_row() -> int | None:
 ADD_CHANGES = ("add_external_contact", "add_half_external_contact")
 
 
-def adds_waiting(corp_id: int, *, besides: int | None = None, queued_only: bool = False) -> bool:
-    """Whether a customer's add waits in the corp's inbox or is being worked: due and unclaimed, or claimed
-    under a live lease (a row waiting for a retry, or left by a dead worker, does not count); ``besides``: a
-    row that does not count (the one being worked by the caller); ``queued_only``: only adds no worker has
-    taken yet count (the workers are behind)."""
+def _waiting_adds(*, queued_only: bool = False) -> QuerySet[InboxEvent]:
+    """Customers' adds due and unclaimed, or (unless ``queued_only``) claimed under a live lease; a row
+    waiting for a retry, or left by a dead worker, does not count."""
     moment = now()
     due = Q(status=InboxEvent.Status.PENDING, next_attempt_at__lte=moment)
     if not queued_only:
         due |= Q(status=InboxEvent.Status.PROCESSING, locked_until__gte=moment)
-    rows = InboxEvent.objects.filter(
-        corp_id=corp_id, event=CONTACT_EVENT, change_type__in=ADD_CHANGES
-    ).filter(due)
+    return InboxEvent.objects.filter(event=CONTACT_EVENT, change_type__in=ADD_CHANGES).filter(due)
+
+
+def adds_waiting(corp_id: int, *, besides: int | None = None, queued_only: bool = False) -> bool:
+    """Whether a customer's add waits in the corp's inbox or is being worked (``_waiting_adds``); ``besides``:
+    a row that does not count (the one being worked by the caller); ``queued_only``: only adds no worker has
+    taken yet count (the workers are behind)."""
+    rows = _waiting_adds(queued_only=queued_only).filter(corp_id=corp_id)
     if besides is not None:
         rows = rows.exclude(pk=besides)
     return rows.exists()
@@ -544,15 +543,7 @@ def yield_to_adds(
 def adds_waiting_anywhere() -> bool:
     """Whether a customer's add waits in any corp's inbox or is being worked: work that can wait (an outbox
     pass of writes other than welcome messages) gives way to the drains."""
-    moment = now()
-    return (
-        InboxEvent.objects.filter(event=CONTACT_EVENT, change_type__in=ADD_CHANGES)
-        .filter(
-            Q(status=InboxEvent.Status.PENDING, next_attempt_at__lte=moment)
-            | Q(status=InboxEvent.Status.PROCESSING, locked_until__gte=moment)
-        )
-        .exists()
-    )
+    return _waiting_adds().exists()
 
 
 def next_retry_at(*, corp_id: int | None = None) -> dt.datetime | None:
@@ -568,12 +559,12 @@ def drain_inbox_task(corp_id: int | None = None) -> None:
     """Drain the inbox; continue in a new task when the time budget ran out, and wake up for due retries."""
     report = drain_inbox(corp_id=corp_id)
     if report.stopped_early:
-        _enqueue(corp_id)
+        enqueue_drain(corp_id)
         return
     retry_at = next_retry_at(corp_id=corp_id)
     # One wake-up per distinct moment (per process): many rows waiting for the same moment need one drain.
     if retry_at is not None and cache.add(f"siyu:inbox-retry:{corp_id}:{retry_at.timestamp():.0f}", 1, 3600):
-        _enqueue(corp_id, max(retry_at, now()))
+        enqueue_drain(corp_id, max(retry_at, now()))
 
 
 # --- console: stats, list, replay ---------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ValidationError
 from siyu.core.bulk import insert_one
 from siyu.core.clock import now
 from siyu.core.errors import Invalid, NotFound
+from siyu.core.tasks import enqueue
 from siyu.corps.models import Corp
 from siyu.wecom import errors
 from siyu.wecom.client import WRITE_APIS, WeComClient
@@ -197,14 +198,8 @@ def dispatch(*, priority: int = Priority.USER, run_after: datetime | None = None
     """Enqueue a ``send_outbox`` task, ahead of other tasks for high priorities where supported."""
     from siyu.wecom.tasks import send_outbox
 
-    backend = send_outbox.get_backend()
-    task = send_outbox
-    if backend.supports_priority:
-        # Task priorities run -100..100 with 0 the default: EVENT maps to 0, WELCOME to 40, SYNC to -40.
-        task = task.using(priority=int(priority) - int(Priority.EVENT))
-    if run_after is not None and backend.supports_defer:
-        task = task.using(run_after=run_after)
-    task.enqueue()
+    # Task priorities run -100..100 with 0 the default: EVENT maps to 0, WELCOME to 40, SYNC to -40.
+    enqueue(send_outbox, priority=int(priority) - int(Priority.EVENT), run_after=run_after)
 
 
 def _due() -> Q:

@@ -20,10 +20,10 @@ RECONCILE_CHECK_EVERY = timedelta(minutes=10)
 
 
 def sweep_inbox() -> None:
-    from siyu.wecom.inbox import _enqueue, claimable
+    from siyu.wecom.inbox import claimable, enqueue_drain
 
     if claimable(now()).exists():
-        _enqueue(None)
+        enqueue_drain(None)
 
 
 def sweep_outbox() -> None:

@@ -36,6 +36,7 @@ from django_tasks import task
 from siyu.core.bulk import in_list, key_list, select_rows
 from siyu.core.clock import now
 from siyu.core.errors import Conflict, Invalid
+from siyu.core.tasks import enqueue
 from siyu.corps.models import Corp, Department, Staff
 from siyu.corps.services import audit, delete_department, upsert_staff
 from siyu.customers.models import Customer, Event, FollowRelation
@@ -158,10 +159,7 @@ def start_sync(
 
 
 def enqueue_run(run_id: int, run_after: dt.datetime | None = None) -> None:
-    if run_after is not None and run_sync_task.get_backend().supports_defer:
-        run_sync_task.using(run_after=run_after).enqueue(run_id=run_id)
-    else:
-        run_sync_task.enqueue(run_id=run_id)
+    enqueue(run_sync_task, run_id=run_id, run_after=run_after)
 
 
 @transaction.atomic
